@@ -1,0 +1,192 @@
+//! `App`: build (bind the listener, build state and router), `local_addr`,
+//! and `run` until shutdown, draining in-flight requests within the grace period.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::config::{Config, StateBackend};
+use crate::interaction_log::InteractionLog;
+use crate::limiter::{Limiter, MemoryLimiter, Rate, RedisLimiter};
+use crate::metrics::Metrics;
+use crate::middleware::auth::KeyStore;
+use crate::models::Catalog;
+use crate::providers;
+use crate::routes;
+use crate::state::AppState;
+
+/// How often histogram samples are folded into buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+/// Pause after a failed `accept` (e.g. out of file descriptors) before the next one.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("invalid Redis URL (value not shown): {0}")]
+    Redis(redis::RedisError),
+}
+
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+fn limiter(config: &Config, metrics: &Metrics) -> Result<Arc<dyn Limiter>, BuildError> {
+    let rl = &config.rate_limit;
+    // Validation refuses zero rates; the fallback only satisfies the type.
+    let fallback = Rate {
+        per_minute: std::num::NonZeroU32::MIN,
+        burst: std::num::NonZeroU32::MIN,
+    };
+    let ip_rate = Rate::new(rl.per_ip_requests_per_minute, rl.per_ip_burst).unwrap_or(fallback);
+    let key_rates: HashMap<String, Rate> = config
+        .auth
+        .keys
+        .iter()
+        .filter_map(|(id, k)| {
+            let rpm = k.requests_per_minute?;
+            Some((id.clone(), Rate::new(rpm, k.burst.unwrap_or(rpm))?))
+        })
+        .collect();
+    match (&config.state.backend, &config.state.redis_url) {
+        (StateBackend::Redis, Some(url)) => {
+            let limiter = RedisLimiter::new(
+                url,
+                ip_rate,
+                key_rates,
+                config.state.on_redis_error,
+                metrics.clone(),
+            )
+            .map_err(BuildError::Redis)?;
+            Ok(limiter)
+        }
+        _ => {
+            let limiter = MemoryLimiter::new(ip_rate, key_rates);
+            limiter.spawn_eviction();
+            Ok(limiter)
+        }
+    }
+}
+
+impl App {
+    /// Binds `server.host:server.port` (port 0 picks a free one) and builds
+    /// everything a request needs. Must run inside a tokio runtime.
+    pub async fn build(config: Config) -> Result<Self, BuildError> {
+        let addr = format!("{}:{}", config.server.host, config.server.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| BuildError::Bind { addr, source })?;
+        let metrics = Metrics::new();
+        let client = providers::http_client()?;
+        let catalog = Catalog::build(&config, &client, &metrics);
+        let state = AppState {
+            keys: Arc::new(KeyStore::new(&config.auth)),
+            limiter: limiter(&config, &metrics)?,
+            catalog: Arc::new(catalog),
+            interactions: InteractionLog::start(&config.interaction_log, metrics.clone()),
+            metrics: metrics.clone(),
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            started_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            config: Arc::new(config),
+        };
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(METRICS_UPKEEP);
+            loop {
+                tick.tick().await;
+                metrics.upkeep();
+            }
+        });
+        let router = routes::router(state.clone());
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves; then readiness turns 503, no new
+    /// connection is accepted, and in-flight requests and streams get
+    /// `shutdown_grace` to finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        let Self {
+            listener,
+            router,
+            state,
+        } = self;
+        let server = &state.config.server;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(server.header_read_timeout);
+        let graceful = GracefulShutdown::new();
+        tracing::info!(addr = %listener.local_addr()?, profile = state.config.profile.as_str(), "chatgate listening");
+
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(conn) => conn,
+                        Err(error) => {
+                            tracing::warn!(%error, "accept failed");
+                            tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let router = router.clone();
+                    let service = tower::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut().insert(ConnectInfo(peer));
+                        router.clone().oneshot(req)
+                    });
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+                    let conn = graceful.watch(conn.into_owned());
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+
+        state.shutting_down.store(true, Ordering::Relaxed);
+        drop(listener);
+        tracing::info!(grace = ?server.shutdown_grace, "shutting down: draining in-flight requests");
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections drained"),
+            () = tokio::time::sleep(server.shutdown_grace) => tracing::warn!("shutdown grace expired; closing remaining connections"),
+        }
+        Ok(())
+    }
+}

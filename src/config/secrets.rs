@@ -1,0 +1,37 @@
+//! Secret handling for config: redacted serialization and key hashing.
+
+use secrecy::SecretString;
+use serde::Serializer;
+use sha2::{Digest, Sha256};
+
+/// What every secret looks like wherever config is shown.
+pub const REDACTED: &str = "[REDACTED]";
+
+/// The development key documented in the README; production refuses it.
+pub const DEV_KEY: &str = "dev-key";
+
+/// Marker type whose only representation is `[REDACTED]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Redacted;
+
+impl std::fmt::Display for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+/// Serializes a present secret as `[REDACTED]` and an absent one as nothing.
+pub fn redact_opt<S: Serializer>(
+    value: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => serializer.serialize_str(REDACTED),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Lower-case hex SHA-256 of a key, as stored in config files.
+pub fn sha256_hex(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}

@@ -1,0 +1,135 @@
+//! Per-replica limits with governor's GCRA: one keyed limiter for client IPs
+//! (stale entries evicted on a timer, so memory stays bounded) and one direct
+//! limiter per client key that has a `requests_per_minute`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures_util::future::{BoxFuture, FutureExt, ready};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use super::{Bucket, Decision, Limiter, Rate};
+
+/// How often idle IP buckets are dropped.
+const EVICTION_PERIOD: Duration = Duration::from_secs(60);
+
+pub struct MemoryLimiter {
+    ips: DefaultKeyedRateLimiter<IpAddr>,
+    keys: HashMap<String, DefaultDirectRateLimiter>,
+    clock: DefaultClock,
+}
+
+fn quota(rate: Rate) -> Quota {
+    Quota::per_minute(rate.per_minute).allow_burst(rate.burst)
+}
+
+impl MemoryLimiter {
+    /// `keys`: the rate of every client key id that has one.
+    pub fn new(ip_rate: Rate, keys: impl IntoIterator<Item = (String, Rate)>) -> Arc<Self> {
+        let keys = keys
+            .into_iter()
+            .map(|(id, rate)| (id, RateLimiter::direct(quota(rate))))
+            .collect();
+        Arc::new(Self {
+            ips: RateLimiter::keyed(quota(ip_rate)),
+            keys,
+            clock: DefaultClock::default(),
+        })
+    }
+
+    /// Synchronous check, also used by the Redis backend's local fallback.
+    pub fn check_now(&self, bucket: Bucket<'_>) -> Decision {
+        let result = match bucket {
+            Bucket::Ip(ip) => self.ips.check_key(&ip),
+            Bucket::Key(id) => match self.keys.get(id) {
+                Some(limiter) => limiter.check(),
+                None => return Decision::Allow,
+            },
+        };
+        match result {
+            Ok(()) => Decision::Allow,
+            Err(not_until) => Decision::Deny {
+                retry_after: not_until.wait_time_from(self.clock.now()),
+            },
+        }
+    }
+
+    /// Number of client IPs currently tracked.
+    pub fn tracked_ips(&self) -> usize {
+        self.ips.len()
+    }
+
+    /// Drops IP buckets that are back to full, and the memory they held.
+    pub fn evict_idle(&self) {
+        self.ips.retain_recent();
+        self.ips.shrink_to_fit();
+    }
+
+    /// Evicts on a timer for as long as the limiter lives.
+    pub fn spawn_eviction(self: &Arc<Self>) {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(EVICTION_PERIOD);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(limiter) = weak.upgrade() else { break };
+                limiter.evict_idle();
+            }
+        });
+    }
+}
+
+impl Limiter for MemoryLimiter {
+    fn check<'a>(&'a self, bucket: Bucket<'a>) -> BoxFuture<'a, Decision> {
+        ready(self.check_now(bucket)).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(per_minute: u32, burst: u32) -> Rate {
+        Rate::new(per_minute, burst).unwrap_or(Rate {
+            per_minute: std::num::NonZeroU32::MIN,
+            burst: std::num::NonZeroU32::MIN,
+        })
+    }
+
+    #[test]
+    fn ip_bucket_allows_the_burst_then_denies_with_a_wait() {
+        let l = MemoryLimiter::new(rate(60, 3), []);
+        let ip: IpAddr = [10, 0, 0, 1].into();
+        for _ in 0..3 {
+            assert_eq!(l.check_now(Bucket::Ip(ip)), Decision::Allow);
+        }
+        match l.check_now(Bucket::Ip(ip)) {
+            Decision::Deny { retry_after } => {
+                assert!(retry_after <= Duration::from_secs(1) && retry_after > Duration::ZERO)
+            }
+            other => panic!("expected a denial, got {other:?}"),
+        }
+        assert_eq!(
+            l.check_now(Bucket::Ip([10, 0, 0, 2].into())),
+            Decision::Allow,
+            "other IPs have their own bucket"
+        );
+    }
+
+    #[test]
+    fn keys_without_a_rate_are_unlimited() {
+        let l = MemoryLimiter::new(rate(60, 1), [("limited".to_owned(), rate(60, 1))]);
+        assert_eq!(l.check_now(Bucket::Key("limited")), Decision::Allow);
+        assert!(matches!(
+            l.check_now(Bucket::Key("limited")),
+            Decision::Deny { .. }
+        ));
+        for _ in 0..100 {
+            assert_eq!(l.check_now(Bucket::Key("free")), Decision::Allow);
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Client-key auth for `/api/v1`: `Authorization: Bearer <key>` or
+//! `x-api-key: <key>`, checked by SHA-256 in constant time. The key id (never
+//! the key) goes into the request and response extensions for later layers and logs.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::Response;
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::AuthConfig;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The id of the client key a request authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyId(pub Arc<str>);
+
+/// The configured client keys, as SHA-256 digests.
+pub struct KeyStore {
+    enabled: bool,
+    keys: Vec<(Arc<str>, [u8; 32])>,
+}
+
+impl KeyStore {
+    /// From a validated config: `sha256` hex, or the key read from `env`.
+    pub fn new(config: &AuthConfig) -> Self {
+        let keys = config
+            .keys
+            .iter()
+            .filter_map(|(id, key)| {
+                let digest: [u8; 32] = match (&key.sha256, &key.resolved) {
+                    (Some(hex_digest), _) => hex::decode(hex_digest.expose_secret())
+                        .ok()?
+                        .try_into()
+                        .ok()?,
+                    (None, Some(secret)) => {
+                        Sha256::digest(secret.expose_secret().as_bytes()).into()
+                    }
+                    (None, None) => return None,
+                };
+                Some((Arc::from(id.as_str()), digest))
+            })
+            .collect();
+        Self {
+            enabled: config.enabled,
+            keys,
+        }
+    }
+
+    /// The id of the key `presented` matches. Every stored digest is compared,
+    /// in constant time, so timing says nothing about which one (or whether) matched.
+    pub fn verify(&self, presented: &str) -> Option<Arc<str>> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for (id, stored) in &self.keys {
+            if bool::from(stored.ct_eq(&digest)) {
+                found = Some(id.clone());
+            }
+        }
+        found
+    }
+}
+
+/// The key a request presents, if any.
+fn presented(headers: &HeaderMap) -> Option<&str> {
+    if let Some(auth) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, token) = auth.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// Refuses requests without a valid client key (401 + `WWW-Authenticate: Bearer`).
+pub async fn require_key(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if !state.keys.enabled {
+        return Ok(next.run(req).await);
+    }
+    let id = presented(req.headers())
+        .filter(|k| !k.is_empty())
+        .and_then(|k| state.keys.verify(k))
+        .ok_or(ApiError::Unauthorized)?;
+    req.extensions_mut().insert(KeyId(id.clone()));
+    let mut response = next.run(req).await;
+    response.extensions_mut().insert(KeyId(id));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClientKeyConfig, sha256_hex};
+
+    fn store() -> KeyStore {
+        let mut config = AuthConfig::default();
+        config.keys.insert(
+            "frontend".into(),
+            ClientKeyConfig {
+                sha256: Some(sha256_hex("s3cret").into()),
+                ..Default::default()
+            },
+        );
+        config.keys.insert(
+            "batch".into(),
+            ClientKeyConfig {
+                resolved: Some("other".to_owned().into()),
+                ..Default::default()
+            },
+        );
+        KeyStore::new(&config)
+    }
+
+    #[test]
+    fn keys_match_by_hash_or_env_value() {
+        let s = store();
+        assert_eq!(s.verify("s3cret").as_deref(), Some("frontend"));
+        assert_eq!(s.verify("other").as_deref(), Some("batch"));
+        assert_eq!(s.verify("s3cre"), None);
+        assert_eq!(s.verify(""), None);
+    }
+
+    #[test]
+    fn bearer_and_x_api_key_are_both_read() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            "Bearer abc"
+                .parse()
+                .unwrap_or(axum::http::HeaderValue::from_static("")),
+        );
+        assert_eq!(presented(&h), Some("abc"));
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", axum::http::HeaderValue::from_static("xyz"));
+        assert_eq!(presented(&h), Some("xyz"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            axum::http::HeaderValue::from_static("Basic abc"),
+        );
+        assert_eq!(presented(&h), None);
+    }
+}

@@ -1,0 +1,170 @@
+//! The one middleware stack, top to bottom, with why each layer is where it is.
+
+pub mod auth;
+pub mod client_ip;
+pub mod error_body;
+pub mod rate_limit;
+pub mod request_id;
+pub mod request_log;
+
+use std::any::Any;
+use std::time::Duration;
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::{BoxError, ServiceBuilder};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::config::Profile;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// HSTS for production: two years, subdomains included.
+const HSTS: &str = "max-age=63072000; includeSubDomains";
+const CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+/// How long browsers may cache a CORS preflight answer.
+const CORS_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// Wraps every route (and the fallback) in the stack, outermost first.
+pub fn stack(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    let server = &state.config.server;
+    let production = state.config.profile == Profile::Production;
+    let layers = ServiceBuilder::new()
+        // 1. Mark credentials sensitive first, so nothing below can print them.
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+            header::COOKIE,
+        ]))
+        // 2–4. Request id: drop an invalid incoming one, set a UUID when missing,
+        //      and echo it on every response (errors included).
+        .layer(axum::middleware::map_request(request_id::drop_invalid))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        // 5. One log event + metrics per request, and the span carrying request_id;
+        //    outside everything that can answer, so it sees the final status.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_log::log_request,
+        ))
+        // 6. Security headers on every response, errors too; HSTS only in production.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .option_layer(production.then(|| {
+            SetResponseHeaderLayer::overriding(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static(HSTS),
+            )
+        }))
+        // 7. CORS answers preflights itself, before auth; absent when no origin is configured.
+        .option_layer(cors(&server.cors_allowed_origins))
+        // 8. Every error below becomes the contract's JSON with the request id.
+        .layer(axum::middleware::from_fn(error_body::render_errors))
+        // 9. A panic becomes a JSON 500 and the server lives on.
+        .layer(CatchPanicLayer::custom(panic_response))
+        // 10. Whole-request timeout (504) and load shedding at the concurrency
+        //     cap (503 at once, nothing queued), turned into ApiErrors.
+        .layer(HandleErrorLayer::new(overload_or_timeout))
+        .timeout(server.request_timeout)
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(
+            server.max_concurrent_requests,
+        ))
+        // 11. Body limit: refuse a declared oversize body before reading it (413);
+        //     axum's own smaller default limit is replaced by ours.
+        .layer(RequestBodyLimitLayer::new(server.max_body_bytes))
+        .layer(DefaultBodyLimit::disable());
+    router.layer(layers)
+}
+
+/// The `/api/v1` guards, outermost first: per-IP limit (so floods without a
+/// key are limited too) → auth → per-key limit. Applied with `route_layer`,
+/// so unknown paths stay 404.
+pub fn api_guards(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    router.route_layer(
+        ServiceBuilder::new()
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                rate_limit::per_ip,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_key,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                rate_limit::per_key,
+            )),
+    )
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-api-key"),
+                HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([
+                HeaderName::from_static("x-request-id"),
+                header::RETRY_AFTER,
+                HeaderName::from_static("x-chatgate-degraded"),
+            ])
+            .max_age(CORS_MAX_AGE),
+    )
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("");
+    tracing::error!(panic = detail, "handler panicked");
+    ApiError::Internal.into_response()
+}
+
+async fn overload_or_timeout(err: BoxError) -> ApiError {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        ApiError::Timeout
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::Overloaded
+    } else {
+        tracing::error!(error = %err, "middleware error");
+        ApiError::Internal
+    }
+}

@@ -1,0 +1,47 @@
+//! Per-IP and per-key rate limits on `/api/v1`, decided by the configured
+//! `Limiter` (memory or Redis). 429 carries `Retry-After` in whole seconds.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::auth::KeyId;
+use super::client_ip::ClientIp;
+use crate::error::ApiError;
+use crate::limiter::{Bucket, Decision};
+use crate::state::AppState;
+
+async fn enforce(state: &AppState, bucket: Bucket<'_>) -> Result<(), ApiError> {
+    match state.limiter.check(bucket).await {
+        Decision::Allow => Ok(()),
+        Decision::Deny { retry_after } => {
+            state.metrics.rate_limited(bucket.scope());
+            Err(ApiError::RateLimited { retry_after })
+        }
+        Decision::Unavailable => Err(ApiError::Overloaded),
+    }
+}
+
+/// The client IP's bucket (before auth, so unauthenticated floods are limited too).
+pub async fn per_ip(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>().copied() {
+        enforce(&state, Bucket::Ip(ip)).await?;
+    }
+    Ok(next.run(req).await)
+}
+
+/// The client key's bucket, for keys with a `requests_per_minute`.
+pub async fn per_key(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(KeyId(id)) = req.extensions().get::<KeyId>() {
+        enforce(&state, Bucket::Key(id)).await?;
+    }
+    Ok(next.run(req).await)
+}

@@ -1,0 +1,161 @@
+//! The model catalog: each client-facing model name → its ordered targets,
+//! token cap, system prompt and fallback message, built once at start-up.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::chat::{ChatRequest, Message, Role};
+use crate::config::{Config, ProviderConfig};
+use crate::metrics::Metrics;
+use crate::providers::{self, Provider, ProviderRequest};
+use crate::resilience::Circuit;
+
+/// How one provider's attempts are retried.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Bounds one attempt (for streams: until the first event, then between events).
+    pub attempt_timeout: Duration,
+}
+
+impl From<&ProviderConfig> for RetryPolicy {
+    fn from(p: &ProviderConfig) -> Self {
+        Self {
+            max_retries: p.max_retries,
+            backoff_initial: p.backoff_initial,
+            backoff_max: p.backoff_max,
+            attempt_timeout: p.timeout,
+        }
+    }
+}
+
+/// A configured provider: its name (the key under `[providers]`), client,
+/// retry policy and circuit breaker (shared by every target on it).
+pub struct ProviderHandle {
+    pub name: Arc<str>,
+    pub client: Arc<dyn Provider>,
+    pub policy: RetryPolicy,
+    pub circuit: Arc<Circuit>,
+}
+
+/// One `provider:model` entry of a model's `targets`.
+#[derive(Clone)]
+pub struct Target {
+    pub provider: Arc<ProviderHandle>,
+    pub model: Arc<str>,
+}
+
+/// A client-facing model.
+pub struct Model {
+    pub name: Arc<str>,
+    pub targets: Vec<Target>,
+    pub max_tokens: Option<u32>,
+    pub system_prompt: Option<String>,
+    pub fallback_message: Option<String>,
+}
+
+impl Model {
+    /// The request every target gets: system prompt prepended, `max_tokens`
+    /// lowered to the cap (and set to it when the client sent none).
+    pub fn upstream_request(&self, req: &ChatRequest, request_id: &str) -> ProviderRequest {
+        let mut messages = Vec::with_capacity(req.messages.len() + 1);
+        if let Some(prompt) = &self.system_prompt {
+            messages.push(Message {
+                role: Role::System,
+                content: prompt.clone(),
+            });
+        }
+        messages.extend(req.messages.iter().cloned());
+        let max_tokens = match (req.max_tokens, self.max_tokens) {
+            (Some(asked), Some(cap)) => Some(asked.min(cap)),
+            (asked, cap) => asked.or(cap),
+        };
+        ProviderRequest {
+            model: String::new(),
+            messages: messages.into(),
+            max_tokens,
+            temperature: req.temperature,
+            top_p: req.top_p,
+            stop: req.stop.clone().into(),
+            user: req.user.clone(),
+            request_id: request_id.to_owned(),
+        }
+    }
+}
+
+/// Every model and provider, by name.
+pub struct Catalog {
+    pub models: HashMap<String, Arc<Model>>,
+    pub providers: Vec<Arc<ProviderHandle>>,
+    pub default_model: String,
+}
+
+impl Catalog {
+    /// Builds from a validated config (every target names a known provider).
+    pub fn build(config: &Config, client: &reqwest::Client, metrics: &Metrics) -> Self {
+        let providers: HashMap<&str, Arc<ProviderHandle>> = config
+            .providers
+            .iter()
+            .map(|(name, p)| {
+                let handle = ProviderHandle {
+                    name: Arc::from(name.as_str()),
+                    client: providers::build(p, client.clone()),
+                    policy: RetryPolicy::from(p),
+                    circuit: Circuit::new(
+                        p.circuit_failure_threshold,
+                        p.circuit_cooldown,
+                        metrics.circuit_gauge(name),
+                    ),
+                };
+                (name.as_str(), Arc::new(handle))
+            })
+            .collect();
+        let models = config
+            .models
+            .iter()
+            .map(|(name, m)| {
+                let targets = m
+                    .targets
+                    .iter()
+                    .filter_map(|t| {
+                        let (provider, model) = t.split_once(':')?;
+                        Some(Target {
+                            provider: Arc::clone(providers.get(provider)?),
+                            model: Arc::from(model),
+                        })
+                    })
+                    .collect();
+                let model = Model {
+                    name: Arc::from(name.as_str()),
+                    targets,
+                    max_tokens: m.max_tokens,
+                    system_prompt: m.system_prompt.clone(),
+                    fallback_message: m.fallback_message.clone(),
+                };
+                (name.clone(), Arc::new(model))
+            })
+            .collect();
+        Self {
+            models,
+            providers: providers.into_values().collect(),
+            default_model: config.chat.default_model.clone(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Model>> {
+        self.models.get(name)
+    }
+
+    /// Whether every target of the default model sits behind an open circuit.
+    pub fn default_model_down(&self) -> bool {
+        self.models.get(&self.default_model).is_some_and(|m| {
+            !m.targets.is_empty()
+                && m.targets
+                    .iter()
+                    .all(|t| t.provider.circuit.state() == crate::resilience::CircuitState::Open)
+        })
+    }
+}

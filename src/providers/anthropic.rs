@@ -1,0 +1,390 @@
+//! Anthropic Messages API: `system` extraction, required `max_tokens`,
+//! `x-api-key` + `anthropic-version`, its SSE event types, usage and stop reasons.
+
+use std::collections::VecDeque;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use reqwest::header::{HeaderMap, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::http::{endpoint, json_body, post_json, secret_header};
+use super::sse::{Translate, events};
+use super::{EventStream, Provider, ProviderError, ProviderRequest};
+use crate::chat::{Completion, Role, StreamEvent, Usage};
+use crate::config::ProviderConfig;
+
+const DEFAULT_BASE_URL: &str = "https://api.anthropic.com/v1";
+/// The API version this translation speaks.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Anthropic requires `max_tokens`; sent when neither the client nor the model sets one.
+pub const DEFAULT_MAX_TOKENS: u32 = 1024;
+
+pub struct Anthropic {
+    client: reqwest::Client,
+    url: String,
+    api_key: Option<SecretString>,
+}
+
+impl Anthropic {
+    pub fn new(config: &ProviderConfig, client: reqwest::Client) -> Self {
+        let base = config.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
+        Self {
+            client,
+            url: endpoint(base, "messages"),
+            api_key: config.api_key.clone(),
+        }
+    }
+
+    fn headers(&self, req: &ProviderRequest) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(v) = self
+            .api_key
+            .as_ref()
+            .and_then(|k| secret_header(k.expose_secret()))
+        {
+            headers.insert("x-api-key", v);
+        }
+        headers.insert(
+            "anthropic-version",
+            HeaderValue::from_static(ANTHROPIC_VERSION),
+        );
+        if let Ok(v) = HeaderValue::from_str(&req.request_id) {
+            headers.insert("x-request-id", v);
+        }
+        headers
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<String>,
+    messages: Vec<WireMessage<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop_sequences: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Metadata<'a>>,
+    stream: bool,
+}
+
+#[derive(Serialize)]
+struct WireMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    user_id: &'a str,
+}
+
+impl<'a> Body<'a> {
+    /// System messages go to the top-level `system` field, joined by blank lines.
+    fn new(req: &'a ProviderRequest, stream: bool) -> Self {
+        let system: Vec<&str> = req
+            .messages
+            .iter()
+            .filter(|m| m.role == Role::System)
+            .map(|m| m.content.as_str())
+            .collect();
+        let messages = req
+            .messages
+            .iter()
+            .filter(|m| m.role != Role::System)
+            .map(|m| WireMessage {
+                role: m.role.as_str(),
+                content: &m.content,
+            })
+            .collect();
+        Self {
+            model: &req.model,
+            max_tokens: req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            system: (!system.is_empty()).then(|| system.join("\n\n")),
+            messages,
+            temperature: req.temperature,
+            top_p: req.top_p,
+            stop_sequences: &req.stop,
+            metadata: req.user.as_deref().map(|user_id| Metadata { user_id }),
+            stream,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Response {
+    content: Vec<Block>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct Block {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy, Default)]
+struct WireUsage {
+    #[serde(default)]
+    input_tokens: u32,
+    #[serde(default)]
+    output_tokens: u32,
+}
+
+impl Response {
+    fn into_completion(self) -> Completion {
+        let content = self
+            .content
+            .into_iter()
+            .filter(|b| b.kind == "text")
+            .filter_map(|b| b.text)
+            .collect();
+        let usage = self.usage.unwrap_or_default();
+        Completion {
+            content,
+            finish_reason: self.stop_reason.unwrap_or_else(|| "end_turn".into()),
+            usage: Usage {
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+            },
+        }
+    }
+}
+
+/// Reads `message_start` … `content_block_delta` … `message_delta` … `message_stop`.
+#[derive(Default)]
+struct EventReader {
+    stop_reason: Option<String>,
+    usage: Usage,
+}
+
+fn field<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    path.iter().try_fold(v, |v, key| v.get(key))
+}
+
+fn count(v: &Value, path: &[&str]) -> Option<u32> {
+    field(v, path)
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+}
+
+impl Translate for EventReader {
+    fn event(
+        &mut self,
+        name: &str,
+        data: &str,
+        out: &mut VecDeque<StreamEvent>,
+    ) -> Result<bool, ProviderError> {
+        let v: Value = serde_json::from_str(data)
+            .map_err(|e| ProviderError::Decode(format!("stream event: {e}")))?;
+        let kind = v.get("type").and_then(Value::as_str).unwrap_or(name);
+        match kind {
+            "message_start" => {
+                if let Some(n) = count(&v, &["message", "usage", "input_tokens"]) {
+                    self.usage.input_tokens = n;
+                }
+            }
+            "content_block_delta" => {
+                if let Some(text) = field(&v, &["delta", "text"])
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                {
+                    out.push_back(StreamEvent::Delta(text.to_owned()));
+                }
+            }
+            "message_delta" => {
+                if let Some(reason) = field(&v, &["delta", "stop_reason"]).and_then(Value::as_str) {
+                    self.stop_reason = Some(reason.to_owned());
+                }
+                if let Some(n) = count(&v, &["usage", "output_tokens"]) {
+                    self.usage.output_tokens = n;
+                }
+                if let Some(n) = count(&v, &["usage", "input_tokens"]) {
+                    self.usage.input_tokens = n;
+                }
+            }
+            "message_stop" => return Ok(true),
+            "error" => {
+                let status = match field(&v, &["error", "type"]).and_then(Value::as_str) {
+                    Some("overloaded_error") => 529,
+                    Some("rate_limit_error") => 429,
+                    _ => 500,
+                };
+                return Err(ProviderError::Status {
+                    status,
+                    retry_after: None,
+                    detail: None,
+                });
+            }
+            // ping, content_block_start, content_block_stop, and types added later.
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    fn finish(&mut self) -> Result<StreamEvent, ProviderError> {
+        let finish_reason = self
+            .stop_reason
+            .take()
+            .ok_or_else(|| ProviderError::Connect("stream ended before a stop reason".into()))?;
+        Ok(StreamEvent::Finished {
+            finish_reason,
+            usage: self.usage,
+        })
+    }
+}
+
+impl Provider for Anthropic {
+    fn complete<'a>(
+        &'a self,
+        req: &'a ProviderRequest,
+    ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
+        async move {
+            let response = post_json(
+                &self.client,
+                &self.url,
+                self.headers(req),
+                &Body::new(req, false),
+            )
+            .await?;
+            Ok(json_body::<Response>(response).await?.into_completion())
+        }
+        .boxed()
+    }
+
+    fn stream<'a>(
+        &'a self,
+        req: &'a ProviderRequest,
+    ) -> BoxFuture<'a, Result<EventStream, ProviderError>> {
+        async move {
+            let response = post_json(
+                &self.client,
+                &self.url,
+                self.headers(req),
+                &Body::new(req, true),
+            )
+            .await?;
+            Ok(events(response, EventReader::default()))
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::chat::Message;
+
+    #[test]
+    fn system_messages_move_to_the_system_field() {
+        let req = ProviderRequest {
+            model: "claude".into(),
+            messages: Arc::from(vec![
+                Message {
+                    role: Role::System,
+                    content: "be brief".into(),
+                },
+                Message {
+                    role: Role::User,
+                    content: "hi".into(),
+                },
+                Message {
+                    role: Role::System,
+                    content: "be kind".into(),
+                },
+            ]),
+            max_tokens: None,
+            temperature: None,
+            top_p: None,
+            stop: Arc::from(Vec::<String>::new()),
+            user: Some("u1".into()),
+            request_id: "r".into(),
+        };
+        let body = serde_json::to_value(Body::new(&req, false)).unwrap_or_default();
+        assert_eq!(body["system"], "be brief\n\nbe kind");
+        assert_eq!(
+            body["messages"],
+            serde_json::json!([{"role": "user", "content": "hi"}])
+        );
+        assert_eq!(body["max_tokens"], DEFAULT_MAX_TOKENS);
+        assert_eq!(body["metadata"]["user_id"], "u1");
+    }
+
+    #[test]
+    fn stream_events_yield_text_usage_and_stop_reason() {
+        let mut r = EventReader::default();
+        let mut out = VecDeque::new();
+        let events = [
+            (
+                "message_start",
+                r#"{"type":"message_start","message":{"usage":{"input_tokens":7,"output_tokens":1}}}"#,
+            ),
+            ("ping", r#"{"type":"ping"}"#),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hel"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"lo"}}"#,
+            ),
+            (
+                "message_delta",
+                r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":2}}"#,
+            ),
+        ];
+        for (name, data) in events {
+            assert_eq!(r.event(name, data, &mut out), Ok(false));
+        }
+        assert_eq!(
+            r.event("message_stop", r#"{"type":"message_stop"}"#, &mut out),
+            Ok(true)
+        );
+        assert_eq!(
+            out,
+            VecDeque::from([
+                StreamEvent::Delta("Hel".into()),
+                StreamEvent::Delta("lo".into())
+            ])
+        );
+        assert_eq!(
+            r.finish(),
+            Ok(StreamEvent::Finished {
+                finish_reason: "end_turn".into(),
+                usage: Usage {
+                    input_tokens: 7,
+                    output_tokens: 2
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn an_overloaded_error_event_is_retryable() {
+        let mut r = EventReader::default();
+        let err = r.event(
+            "error",
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"x"}}"#,
+            &mut VecDeque::new(),
+        );
+        assert!(matches!(
+            err,
+            Err(ProviderError::Status { status: 529, .. })
+        ));
+    }
+}

@@ -1,0 +1,153 @@
+//! HTTP plumbing shared by the OpenAI and Anthropic providers: send a JSON
+//! request, map transport failures and statuses to `ProviderError`, read
+//! bodies with a size cap, and never keep an upstream's raw error body.
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::ProviderError;
+use crate::resilience::parse_retry_after;
+
+/// Largest upstream body we read; a larger one is an unusable answer.
+const MAX_UPSTREAM_BODY: usize = 16 * 1024 * 1024;
+/// Most of an error body we look at for its error code.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Joins a base URL (with or without a trailing `/`) and an endpoint path.
+pub fn endpoint(base_url: &str, path: &str) -> String {
+    format!("{}/{}", base_url.trim_end_matches('/'), path)
+}
+
+/// A header value for a secret: marked sensitive so hyper/h2 never index or log it.
+pub fn secret_header(value: &str) -> Option<HeaderValue> {
+    let mut v = HeaderValue::from_str(value).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+/// Sends `body` and returns the response if its status is 2xx.
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    headers: HeaderMap,
+    body: &impl serde::Serialize,
+) -> Result<Response, ProviderError> {
+    let response = client
+        .post(url)
+        .headers(headers)
+        .json(body)
+        .send()
+        .await
+        .map_err(transport)?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let detail = read_limited(response, MAX_ERROR_BODY)
+        .await
+        .ok()
+        .and_then(|b| error_code(&b));
+    Err(ProviderError::Status {
+        status: status.as_u16(),
+        retry_after,
+        detail,
+    })
+}
+
+/// Reads and parses a whole 2xx JSON body.
+pub async fn json_body<T: DeserializeOwned>(response: Response) -> Result<T, ProviderError> {
+    let bytes = read_limited(response, MAX_UPSTREAM_BODY).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ProviderError::Decode(format!("body is not the expected JSON: {e}")))
+}
+
+async fn read_limited(mut response: Response, limit: usize) -> Result<Vec<u8>, ProviderError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        if out.len() + chunk.len() > limit {
+            return Err(ProviderError::Decode(format!(
+                "body larger than {limit} bytes"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Maps a reqwest error (which may carry the URL, never a key) to ours.
+pub fn transport(err: reqwest::Error) -> ProviderError {
+    if err.is_timeout() {
+        ProviderError::Timeout
+    } else if err.is_decode() {
+        ProviderError::Decode("body could not be decoded".into())
+    } else if err.is_connect() {
+        ProviderError::Connect("could not connect".into())
+    } else if err.status() == Some(StatusCode::TOO_MANY_REQUESTS) {
+        ProviderError::Status {
+            status: 429,
+            retry_after: None,
+            detail: None,
+        }
+    } else {
+        ProviderError::Connect("connection broke".into())
+    }
+}
+
+/// The upstream's machine-readable error code (`error.code` or `error.type`),
+/// kept only when it is a short identifier: safe to log and to name to clients.
+fn error_code(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let err = v.get("error")?;
+    let code = err
+        .get("code")
+        .and_then(Value::as_str)
+        .or_else(|| err.get("type").and_then(Value::as_str))?;
+    let safe = !code.is_empty()
+        && code.len() <= 64
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    safe.then(|| code.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_tolerates_a_trailing_slash() {
+        assert_eq!(
+            endpoint("https://api.openai.com/v1/", "chat/completions"),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            endpoint("https://api.anthropic.com/v1", "messages"),
+            "https://api.anthropic.com/v1/messages"
+        );
+    }
+
+    #[test]
+    fn error_code_keeps_identifiers_only() {
+        assert_eq!(
+            error_code(br#"{"error":{"code":"context_length_exceeded","message":"secret text"}}"#)
+                .as_deref(),
+            Some("context_length_exceeded")
+        );
+        assert_eq!(
+            error_code(br#"{"type":"error","error":{"type":"invalid_request_error"}}"#).as_deref(),
+            Some("invalid_request_error")
+        );
+        assert_eq!(
+            error_code(br#"{"error":{"code":"has spaces and <html>"}}"#),
+            None
+        );
+        assert_eq!(error_code(b"<html>oops</html>"), None);
+    }
+}

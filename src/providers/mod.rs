@@ -1,0 +1,174 @@
+//! Providers: one small trait, typed errors classified once, and the three kinds.
+//!
+//! A provider makes exactly one upstream attempt per call. Retries, timeouts,
+//! circuit breaking and failover live in `resilience`, never here.
+
+mod anthropic;
+mod http;
+mod mock;
+mod openai;
+mod sse;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+
+use crate::chat::{Completion, Message, StreamEvent};
+use crate::config::{ProviderConfig, ProviderKind};
+
+/// What a provider's stream yields: text as it arrives, then `Finished`.
+pub type EventStream = BoxStream<'static, Result<StreamEvent, ProviderError>>;
+
+/// One request as sent to one target.
+#[derive(Debug, Clone)]
+pub struct ProviderRequest {
+    /// The upstream model (`provider_model`).
+    pub model: String,
+    /// Messages with the model's `system_prompt` already prepended; shared by every target.
+    pub messages: Arc<[Message]>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub stop: Arc<[String]>,
+    pub user: Option<String>,
+    /// Forwarded upstream as `x-request-id`.
+    pub request_id: String,
+}
+
+/// One upstream attempt.
+pub trait Provider: Send + Sync {
+    fn complete<'a>(
+        &'a self,
+        req: &'a ProviderRequest,
+    ) -> BoxFuture<'a, Result<Completion, ProviderError>>;
+    /// Resolves once the upstream accepted the request (status 2xx); text follows on the stream.
+    fn stream<'a>(
+        &'a self,
+        req: &'a ProviderRequest,
+    ) -> BoxFuture<'a, Result<EventStream, ProviderError>>;
+}
+
+/// Why an attempt failed. Messages are ours: never an upstream's raw body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("attempt timed out")]
+    Timeout,
+    /// A non-2xx status. `detail` is the upstream's error code, kept only when
+    /// it is a short identifier (e.g. `context_length_exceeded`).
+    #[error("upstream answered {status}")]
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+        detail: Option<String>,
+    },
+    /// A body that does not parse or breaks the provider API's shape.
+    #[error("unusable answer: {0}")]
+    Decode(String),
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Transient: retry the same target (connection errors, timeouts, 408, 429, 5xx gateway codes).
+    Retryable,
+    /// The client's request is bad (400, 422): answer 400, no retry, no failover.
+    ClientError,
+    /// Our configuration is wrong (401, 403, 404): log at ERROR, next target.
+    Misconfigured,
+    /// Unusable answer or an unexpected status: next target without retrying.
+    Failed,
+}
+
+impl ProviderError {
+    pub fn class(&self) -> Class {
+        match self {
+            ProviderError::Connect(_) | ProviderError::Timeout => Class::Retryable,
+            ProviderError::Status { status, .. } => match status {
+                // 529 is Anthropic's "overloaded": transient like 503.
+                408 | 429 | 500 | 502 | 503 | 504 | 529 => Class::Retryable,
+                400 | 422 => Class::ClientError,
+                401 | 403 | 404 => Class::Misconfigured,
+                _ => Class::Failed,
+            },
+            ProviderError::Decode(_) => Class::Failed,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProviderError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The `outcome` label of `chatgate_upstream_requests_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ProviderError::Timeout => "timeout",
+            ProviderError::Status { status: 429, .. } => "rate_limited",
+            _ => "error",
+        }
+    }
+}
+
+/// Builds the provider a config entry describes, on the shared HTTP client.
+pub fn build(config: &ProviderConfig, client: reqwest::Client) -> Arc<dyn Provider> {
+    match config.kind {
+        ProviderKind::Mock => Arc::new(mock::Mock),
+        ProviderKind::Openai => Arc::new(openai::OpenAi::new(config, client)),
+        ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(config, client)),
+    }
+}
+
+/// The shared, pooled HTTP client every provider uses (rustls, no OpenSSL).
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .tcp_nodelay(true)
+        .user_agent(concat!("chatgate/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16) -> ProviderError {
+        ProviderError::Status {
+            status: code,
+            retry_after: None,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn classification_follows_the_contract() {
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(status(code).class(), Class::Retryable, "{code}");
+        }
+        for code in [400, 422] {
+            assert_eq!(status(code).class(), Class::ClientError, "{code}");
+        }
+        for code in [401, 403, 404] {
+            assert_eq!(status(code).class(), Class::Misconfigured, "{code}");
+        }
+        assert_eq!(ProviderError::Timeout.class(), Class::Retryable);
+        assert_eq!(
+            ProviderError::Connect("refused".into()).class(),
+            Class::Retryable
+        );
+        assert_eq!(
+            ProviderError::Decode("garbage".into()).class(),
+            Class::Failed
+        );
+        assert_eq!(status(429).outcome(), "rate_limited");
+        assert_eq!(ProviderError::Timeout.outcome(), "timeout");
+        assert_eq!(status(500).outcome(), "error");
+    }
+}

@@ -1,0 +1,176 @@
+//! `POST /api/v1/chat`: the native format, as JSON or as SSE
+//! (`delta` events, then one `done` or one `error`).
+
+use std::convert::Infallible;
+
+use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Json, Response};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::extract::ApiJson;
+use super::sse_error;
+use crate::chat::{
+    ChatRequest, Dialect, Role, StreamEvent, Usage, WireMessage, normalize_finish_reason,
+};
+use crate::dispatch::{self, Ctx, Served};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct Body {
+    messages: Option<Vec<WireMessage>>,
+    model: Option<String>,
+    max_tokens: Option<u32>,
+    temperature: Option<f64>,
+    #[serde(default)]
+    stream: bool,
+    user: Option<String>,
+}
+
+impl Body {
+    fn into_request(self) -> Result<ChatRequest, ApiError> {
+        let messages = self
+            .messages
+            .ok_or_else(|| ApiError::invalid("messages is required"))?
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| m.into_message(i, Dialect::Native))
+            .collect::<Result<_, _>>()?;
+        Ok(ChatRequest {
+            messages,
+            model: self.model,
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            user: self.user,
+            stream: self.stream,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct OutMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+/// The response, and (without `message`) the `done` event.
+#[derive(Serialize)]
+struct Reply<'a> {
+    id: &'a str,
+    model: &'a str,
+    provider: Option<&'a str>,
+    provider_model: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<OutMessage<'a>>,
+    finish_reason: &'a str,
+    usage: Usage,
+    cached: bool,
+    degraded: bool,
+}
+
+fn reply<'a>(
+    id: &'a str,
+    served: &'a Served,
+    message: Option<OutMessage<'a>>,
+    finish_reason: &'a str,
+    usage: Usage,
+) -> Reply<'a> {
+    Reply {
+        id,
+        model: &served.model,
+        provider: served.provider.as_deref(),
+        provider_model: served.provider_model.as_deref(),
+        message,
+        finish_reason,
+        usage,
+        cached: false,
+        degraded: served.degraded,
+    }
+}
+
+pub fn chat_id() -> String {
+    format!("chat-{}", uuid::Uuid::new_v4().simple())
+}
+
+pub async fn chat(
+    State(state): State<AppState>,
+    ctx: Ctx,
+    ApiJson(body): ApiJson<Body>,
+) -> Result<Response, ApiError> {
+    let req = body.into_request()?;
+    let id = chat_id();
+    let mut response = if req.stream {
+        let streaming = dispatch::stream(&state, &req, &ctx).await?;
+        let served = streaming.served.clone();
+        let events = streaming
+            .events
+            .map(move |event| -> Result<Event, Infallible> {
+                Ok(match event {
+                    Ok(StreamEvent::Delta(text)) => Event::default()
+                        .event("delta")
+                        .json_data(serde_json::json!({ "content": text }))
+                        .unwrap_or_default(),
+                    Ok(StreamEvent::Finished {
+                        finish_reason,
+                        usage,
+                    }) => {
+                        let reason = normalize_finish_reason(&finish_reason);
+                        Event::default()
+                            .event("done")
+                            .json_data(reply(&id, &served, None, &reason, usage))
+                            .unwrap_or_default()
+                    }
+                    Err(error) => sse_error(&error),
+                })
+            });
+        let mut response = Sse::new(events)
+            .keep_alive(KeepAlive::default())
+            .into_response();
+        response
+            .extensions_mut()
+            .insert(streaming.served.audit(None));
+        mark(&mut response, &streaming.served);
+        response
+    } else {
+        let answer = dispatch::complete(&state, &req, &ctx).await?;
+        let c = &answer.completion;
+        let reason = normalize_finish_reason(&c.finish_reason);
+        let body = reply(
+            &id,
+            &answer.served,
+            Some(OutMessage {
+                role: Role::Assistant.as_str(),
+                content: &c.content,
+            }),
+            &reason,
+            c.usage,
+        );
+        let mut response = Json(body).into_response();
+        response
+            .extensions_mut()
+            .insert(answer.served.audit(Some(c.usage)));
+        mark(&mut response, &answer.served);
+        response
+    };
+    response
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// `x-chatgate-degraded: true` on fallback answers; `x-accel-buffering: no`
+/// so proxies pass streams through as they come.
+pub fn mark(response: &mut Response, served: &Served) {
+    if served.degraded {
+        response
+            .headers_mut()
+            .insert("x-chatgate-degraded", HeaderValue::from_static("true"));
+    }
+    response
+        .headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+}

@@ -1,0 +1,49 @@
+//! The router: `/api/v1` (guarded), health, metrics, and a JSON 404 fallback.
+
+mod chat;
+mod extract;
+mod health;
+mod metrics;
+mod openai;
+
+use axum::Router;
+use axum::response::sse::Event;
+use axum::routing::{get, post};
+
+use crate::error::{ApiError, error_json};
+use crate::middleware;
+use crate::providers::ProviderError;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/chat", post(chat::chat))
+        .route("/chat/completions", post(openai::completions))
+        .route("/models", get(openai::models));
+    let api = middleware::api_guards(api, &state);
+    let app = Router::new()
+        .nest("/api/v1", api)
+        .route("/health", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(metrics::render))
+        .fallback(|| async { ApiError::NotFound });
+    middleware::stack(app, &state).with_state(state)
+}
+
+/// The error a stream reports after it began.
+fn stream_error(error: &ProviderError) -> ApiError {
+    match error {
+        ProviderError::Timeout => ApiError::Timeout,
+        _ => ApiError::UpstreamError,
+    }
+}
+
+/// `{"error": {"code", "message"}}` for an SSE error.
+fn sse_error_json(error: &ProviderError) -> String {
+    error_json(&stream_error(error).info(), None)
+}
+
+/// The native stream's `error` event.
+fn sse_error(error: &ProviderError) -> Event {
+    Event::default().event("error").data(sse_error_json(error))
+}

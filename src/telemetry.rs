@@ -1,0 +1,51 @@
+//! Logging: a `tracing` subscriber, pretty or JSON, filtered by `logging.level`
+//! unless `RUST_LOG` is set. The writer is injectable so tests can read logs.
+
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::{EnvFilter, Registry, layer::SubscriberExt};
+
+use crate::config::{LogFormat, LoggingConfig};
+
+/// `RUST_LOG` (when given) wins over the configured level.
+pub fn filter(config: &LoggingConfig, rust_log: Option<&str>) -> EnvFilter {
+    rust_log
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .or_else(|| EnvFilter::try_new(&config.level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"))
+}
+
+/// A subscriber writing to `writer`.
+pub fn subscriber<W>(
+    config: &LoggingConfig,
+    rust_log: Option<&str>,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let registry = Registry::default().with(filter(config, rust_log));
+    match config.format {
+        LogFormat::Json => Box::new(
+            registry.with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(writer),
+            ),
+        ),
+        LogFormat::Pretty => Box::new(
+            registry.with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_writer(writer),
+            ),
+        ),
+    }
+}
+
+/// Installs the global subscriber (stdout). Call once, from `main`.
+pub fn init(config: &LoggingConfig, rust_log: Option<&str>) {
+    let _ = tracing::subscriber::set_global_default(subscriber(config, rust_log, std::io::stdout));
+}
