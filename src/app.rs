@@ -92,6 +92,14 @@ impl App {
     /// Binds `server.host:server.port` (port 0 picks a free one) and builds
     /// everything a request needs. Must run inside a tokio runtime.
     pub async fn build(config: Config) -> Result<Self, BuildError> {
+        Self::build_with_routes(config, Router::new()).await
+    }
+
+    /// Like `build`, with extra routes behind the same middleware stack.
+    pub async fn build_with_routes(
+        config: Config,
+        extra: Router<AppState>,
+    ) -> Result<Self, BuildError> {
         let addr = format!("{}:{}", config.server.host, config.server.port);
         let listener = TcpListener::bind(&addr)
             .await
@@ -118,7 +126,7 @@ impl App {
                 metrics.upkeep();
             }
         });
-        let router = routes::router(state.clone());
+        let router = routes::router(state.clone(), extra);
         Ok(Self {
             listener,
             router,

@@ -69,7 +69,10 @@ mod tests {
                 "Authorization: [SECRET]",
             ),
             ("from 192.168.10.24 and 2001:db8::1", "from [IP] and [IP]"),
-            ("ring 415.555.0134 or +44 20 7946 0958", "ring [PHONE] or [PHONE]"),
+            (
+                "ring 415.555.0134 or +44 20 7946 0958",
+                "ring [PHONE] or [PHONE]",
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(redact(input), expected, "{input}");

@@ -15,7 +15,9 @@ use crate::middleware;
 use crate::providers::ProviderError;
 use crate::state::AppState;
 
-pub fn router(state: AppState) -> Router {
+/// The whole router. `extra` routes (for embedders, and tests) get the same
+/// stack as ours but none of the `/api/v1` guards.
+pub fn router(state: AppState, extra: Router<AppState>) -> Router {
     let api = Router::new()
         .route("/chat", post(chat::chat))
         .route("/chat/completions", post(openai::completions))
@@ -26,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics::render))
+        .merge(extra)
         .fallback(|| async { ApiError::NotFound });
     middleware::stack(app, &state).with_state(state)
 }

@@ -1,0 +1,251 @@
+//! Shared test support: the real app on 127.0.0.1:0 with config from TOML
+//! strings, a scriptable upstream, and small HTTP/SSE helpers.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chatgate::config::{self, Environment, LoadOptions, Problem};
+use chatgate::{App, Config};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub use upstream::{Reply, Upstream};
+
+/// The client key every test app accepts.
+pub const KEY: &str = "test-key";
+
+/// Base config for tests: a free port, the test key, limits out of the way.
+pub fn base_toml() -> String {
+    format!(
+        r#"
+[server]
+host = "127.0.0.1"
+port = 0
+request_timeout = "10s"
+
+[auth.keys.test]
+sha256 = "{}"
+
+[rate_limit]
+per_ip_requests_per_minute = 100000
+per_ip_burst = 100000
+"#,
+        config::sha256_hex(KEY)
+    )
+}
+
+/// Loads config from `extra` TOML (merged over `base_toml()`) and `env`, as
+/// the binary would, without touching the process environment.
+pub fn load_config(extra: &str, env: &[(&str, &str)]) -> Result<Config, Vec<Problem>> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("default.toml"), base_toml()).unwrap();
+    std::fs::write(dir.path().join("development.toml"), extra).unwrap();
+    let opts = LoadOptions {
+        config_dir: dir.path().to_owned(),
+        app_env: Some("development".into()),
+        extra_file: None,
+        env: Environment::from_pairs(env.iter().map(|(k, v)| (k.to_string(), v.to_string()))),
+    };
+    config::load(&opts)
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub state: chatgate::state::AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POST JSON with the test key.
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(KEY)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn chat(&self, body: Value) -> reqwest::Response {
+        self.post("/api/v1/chat", &body).await
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.unwrap()
+    }
+
+    /// Triggers the same graceful shutdown as SIGTERM.
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn spawn_app(extra: &str) -> TestApp {
+    spawn_app_with_env(extra, &[]).await
+}
+
+pub async fn spawn_app_with_env(extra: &str, env: &[(&str, &str)]) -> TestApp {
+    let config = load_config(extra, env).unwrap_or_else(|p| panic!("test config invalid: {p:?}"));
+    spawn_config(config).await
+}
+
+pub async fn spawn_config(config: Config) -> TestApp {
+    spawn_config_with_routes(config, axum::Router::new()).await
+}
+
+/// Loads config for another profile (`staging`, `production`).
+pub fn load_config_profile(
+    profile: &str,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> Result<Config, Vec<Problem>> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("default.toml"), base_toml()).unwrap();
+    std::fs::write(dir.path().join(format!("{profile}.toml")), extra).unwrap();
+    let opts = LoadOptions {
+        config_dir: dir.path().to_owned(),
+        app_env: Some(profile.into()),
+        extra_file: None,
+        env: Environment::from_pairs(env.iter().map(|(k, v)| (k.to_string(), v.to_string()))),
+    };
+    config::load(&opts)
+}
+
+/// The app with extra routes behind the full middleware stack.
+pub async fn spawn_config_with_routes(
+    config: Config,
+    extra: axum::Router<chatgate::state::AppState>,
+) -> TestApp {
+    let app = App::build_with_routes(config, extra).await.unwrap();
+    let addr = app.local_addr().unwrap();
+    let state = app.state().clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run(async move {
+        let _ = rx.await;
+    }));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    TestApp {
+        addr,
+        client,
+        state,
+        shutdown: Some(tx),
+        task,
+    }
+}
+
+/// A user message list with one message.
+pub fn say(text: &str) -> Value {
+    serde_json::json!([{"role": "user", "content": text}])
+}
+
+/// A provider section pointing at `upstream`, fast to retry and fail over.
+pub fn provider_toml(name: &str, kind: &str, upstream: &Upstream) -> String {
+    format!(
+        r#"
+[providers.{name}]
+kind = "{kind}"
+base_url = "{}"
+api_key_env = "TEST_UPSTREAM_KEY"
+timeout = "2s"
+max_retries = 2
+backoff_initial = "1ms"
+backoff_max = "5ms"
+circuit_failure_threshold = 100
+circuit_cooldown = "30s"
+"#,
+        upstream.base_url()
+    )
+}
+
+/// The upstream key every test provider reads (from the injected environment).
+pub const UPSTREAM_KEY: &str = "sk-test-upstream-secret-123456";
+
+pub fn upstream_env() -> Vec<(&'static str, &'static str)> {
+    vec![("TEST_UPSTREAM_KEY", UPSTREAM_KEY)]
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sse {
+    pub event: Option<String>,
+    pub data: String,
+}
+
+/// Parses a whole SSE body (comments skipped).
+pub fn parse_sse(body: &str) -> Vec<Sse> {
+    let mut out = Vec::new();
+    for block in body.split("\n\n") {
+        let mut event = None;
+        let mut data = Vec::new();
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                event = Some(v.trim().to_owned());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
+            }
+        }
+        if event.is_some() || !data.is_empty() {
+            out.push(Sse {
+                event,
+                data: data.join("\n"),
+            });
+        }
+    }
+    out
+}
+
+/// Polls `check` until it holds, for at most `limit` (for effects that happen
+/// off the request path, such as a background writer).
+pub async fn eventually<F: FnMut() -> bool>(limit: Duration, mut check: F) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The value of a Prometheus sample line `name{labels} value` whose label set
+/// contains every `k="v"` in `labels`; 0 when absent.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            if n != name {
+                return None;
+            }
+            let ok = labels
+                .iter()
+                .all(|(k, v)| rest.split(',').any(|pair| pair == format!("{k}=\"{v}\"")));
+            ok.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}

@@ -1,0 +1,331 @@
+//! A scriptable upstream that speaks the OpenAI and Anthropic APIs over real
+//! HTTP on 127.0.0.1:0, including their failures: statuses with Retry-After,
+//! hangs, garbage bodies, streams that break mid-way or stream slowly.
+//! Each request takes the next scripted reply; the last one repeats.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// 200 with a whole answer in the API's own format.
+    Text(String),
+    /// 200 with usage and stop reason chosen.
+    TextWith {
+        text: String,
+        input: u32,
+        output: u32,
+        stop: String,
+    },
+    /// Any status, headers and body.
+    Status {
+        code: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// 200 with a body that is not JSON.
+    Garbage,
+    /// 200 JSON that breaks the API's shape.
+    WrongShape,
+    /// Never answers.
+    Hang,
+    /// 200 SSE stream of these deltas, completed properly.
+    Stream(Vec<String>),
+    /// 200 SSE stream of these deltas, then the connection breaks.
+    BrokenStream(Vec<String>),
+    /// 200 SSE stream with a pause before each delta.
+    SlowStream(Vec<String>, Duration),
+}
+
+impl Reply {
+    pub fn text(t: &str) -> Self {
+        Reply::Text(t.into())
+    }
+    pub fn status(code: u16) -> Self {
+        Reply::Status {
+            code,
+            headers: vec![],
+            body: format!(
+                r#"{{"error":{{"message":"upstream says {code} SECRET-UPSTREAM-DETAIL","type":"server_error"}}}}"#
+            ),
+        }
+    }
+    pub fn status_with(code: u16, header: &str, value: &str) -> Self {
+        let Reply::Status { body, .. } = Reply::status(code) else {
+            unreachable!()
+        };
+        Reply::Status {
+            code,
+            headers: vec![(header.into(), value.into())],
+            body,
+        }
+    }
+    pub fn stream(words: &[&str]) -> Self {
+        Reply::Stream(words.iter().map(|w| w.to_string()).collect())
+    }
+}
+
+/// One request the upstream received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Script {
+    replies: VecDeque<Reply>,
+    last: Option<Reply>,
+    received: Vec<Recorded>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    script: Arc<Mutex<Script>>,
+    cancelled: Arc<AtomicBool>,
+    anthropic: bool,
+}
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    shared: Shared,
+}
+
+impl Upstream {
+    /// An OpenAI-compatible upstream.
+    pub async fn openai() -> Self {
+        Self::start(false).await
+    }
+
+    /// An Anthropic Messages API upstream.
+    pub async fn anthropic() -> Self {
+        Self::start(true).await
+    }
+
+    async fn start(anthropic: bool) -> Self {
+        let shared = Shared {
+            script: Arc::default(),
+            cancelled: Arc::default(),
+            anthropic,
+        };
+        let app = Router::new()
+            .route("/v1/chat/completions", post(handle))
+            .route("/v1/messages", post(handle))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, shared }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Queues replies, in order.
+    pub fn push(&self, replies: impl IntoIterator<Item = Reply>) -> &Self {
+        self.shared.script.lock().unwrap().replies.extend(replies);
+        self
+    }
+
+    pub fn calls(&self) -> usize {
+        self.shared.script.lock().unwrap().received.len()
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.script.lock().unwrap().received.clone()
+    }
+
+    /// Whether a slow stream was dropped by the gateway before it finished.
+    pub fn stream_cancelled(&self) -> bool {
+        self.shared.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+async fn handle(
+    State(shared): State<Shared>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let reply = {
+        let mut s = shared.script.lock().unwrap();
+        s.received.push(Recorded {
+            path: uri.path().to_owned(),
+            headers,
+            body: body.clone(),
+        });
+        let next = s
+            .replies
+            .pop_front()
+            .or_else(|| s.last.clone())
+            .unwrap_or(Reply::text("default answer"));
+        s.last = Some(next.clone());
+        next
+    };
+    let model = body["model"].as_str().unwrap_or("unknown").to_owned();
+    let a = shared.anthropic;
+    match reply {
+        Reply::Text(text) => whole(a, &model, &text, 5, 7, if a { "end_turn" } else { "stop" }),
+        Reply::TextWith {
+            text,
+            input,
+            output,
+            stop,
+        } => whole(a, &model, &text, input, output, &stop),
+        Reply::Status {
+            code,
+            headers,
+            body,
+        } => {
+            let mut r = (StatusCode::from_u16(code).unwrap(), body).into_response();
+            for (k, v) in headers {
+                r.headers_mut().insert(
+                    axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            r.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            r
+        }
+        Reply::Garbage => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "<html>not json SECRET-UPSTREAM-DETAIL",
+        )
+            .into_response(),
+        Reply::WrongShape => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            r#"{"unexpected": true}"#,
+        )
+            .into_response(),
+        Reply::Hang => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+        Reply::Stream(words) => sse(stream_events(a, &model, &words, true), None, None),
+        Reply::BrokenStream(words) => sse(stream_events(a, &model, &words, false), None, Some(())),
+        Reply::SlowStream(words, pause) => sse(
+            stream_events(a, &model, &words, true),
+            Some((pause, shared.cancelled.clone())),
+            None,
+        ),
+    }
+}
+
+fn whole(
+    anthropic: bool,
+    model: &str,
+    text: &str,
+    input: u32,
+    output: u32,
+    stop: &str,
+) -> Response {
+    let body = if anthropic {
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+               "content": [{"type": "text", "text": text}], "stop_reason": stop, "stop_sequence": null,
+               "usage": {"input_tokens": input, "output_tokens": output}})
+    } else {
+        json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": stop}],
+               "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output}})
+    };
+    axum::Json(body).into_response()
+}
+
+/// SSE frames for `words`; `complete` adds the provider's end-of-stream events.
+fn stream_events(anthropic: bool, model: &str, words: &[String], complete: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if anthropic {
+        out.push(format!("event: message_start\ndata: {}\n\n", json!({"type": "message_start", "message": {"id": "msg_1", "model": model, "usage": {"input_tokens": 5, "output_tokens": 1}}})));
+        out.push("event: ping\ndata: {\"type\": \"ping\"}\n\n".into());
+        for w in words {
+            out.push(format!("event: content_block_delta\ndata: {}\n\n", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}})));
+        }
+        if complete {
+            out.push(format!("event: message_delta\ndata: {}\n\n", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": words.len()}})));
+            out.push("event: message_stop\ndata: {\"type\": \"message_stop\"}\n\n".into());
+        }
+    } else {
+        for w in words {
+            out.push(format!("data: {}\n\n", json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": null}]})));
+        }
+        if complete {
+            out.push(format!("data: {}\n\n", json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})));
+            out.push(format!("data: {}\n\n", json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": words.len(), "total_tokens": 5 + words.len()}})));
+            out.push("data: [DONE]\n\n".into());
+        }
+    }
+    out
+}
+
+/// Sets the flag when dropped before the stream finished.
+struct CancelGuard(Option<Arc<AtomicBool>>);
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if let Some(flag) = self.0.take() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+fn sse(
+    frames: Vec<String>,
+    slow: Option<(Duration, Arc<AtomicBool>)>,
+    break_at_end: Option<()>,
+) -> Response {
+    let pause = slow.as_ref().map(|(p, _)| *p);
+    let guard = CancelGuard(slow.map(|(_, flag)| flag));
+    let stream = futures_util::stream::unfold(
+        (frames.into_iter(), guard, false),
+        move |(mut it, mut guard, done)| async move {
+            if done {
+                return None;
+            }
+            match it.next() {
+                Some(frame) => {
+                    if let Some(p) = pause {
+                        tokio::time::sleep(p).await;
+                    }
+                    Some((
+                        Ok::<Bytes, std::io::Error>(Bytes::from(frame)),
+                        (it, guard, false),
+                    ))
+                }
+                None => {
+                    guard.0 = None; // finished normally
+                    break_at_end.map(|()| {
+                        (
+                            Err(std::io::Error::other("connection reset")),
+                            (it, guard, true),
+                        )
+                    })
+                }
+            }
+        },
+    );
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+#[allow(dead_code)]
+fn _assert_infallible(_: Infallible) {}
