@@ -157,8 +157,19 @@ pub fn validate(config: &Config, env: &Environment) -> Vec<Problem> {
         );
     }
 
+    // Providers some model targets: only those need their key in production.
+    let targeted: std::collections::BTreeSet<&str> = config
+        .models
+        .values()
+        .flat_map(|m| {
+            m.targets
+                .iter()
+                .filter_map(|t| t.split_once(':').map(|(p, _)| p))
+        })
+        .collect();
     for (name, p) in &config.providers {
         let path = format!("providers.{name}");
+        let needs_key = production && targeted.contains(name.as_str());
         if name.contains(':') {
             bad(path.clone(), "a provider name cannot contain `:`".into());
         }
@@ -171,15 +182,15 @@ pub fn validate(config: &Config, env: &Environment) -> Vec<Problem> {
                 format!("`{url}` is not an http(s) URL"),
             );
         }
-        if p.kind != ProviderKind::Mock {
+        if p.kind != ProviderKind::Mock && needs_key {
             match &p.api_key_env {
-                Some(var) if p.api_key.is_none() && production => {
+                Some(var) if p.api_key.is_none() => {
                     bad(
                         format!("{path}.api_key_env"),
                         format!("environment variable {var} is not set"),
                     );
                 }
-                None if production => bad(
+                None => bad(
                     format!("{path}.api_key_env"),
                     "is required in production".into(),
                 ),
