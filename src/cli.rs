@@ -81,7 +81,7 @@ pub fn main(cli: Cli) -> ExitCode {
             let rust_log = env.get("RUST_LOG").map(str::to_owned);
             match load(&cli, env) {
                 Ok(config) => {
-                    telemetry::init(&config.logging, rust_log.as_deref());
+                    let _flush_on_exit = telemetry::init(&config.logging, rust_log.as_deref());
                     runtime(|| serve(config))
                 }
                 Err(problems) => report(&problems),

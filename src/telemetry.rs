@@ -45,7 +45,18 @@ where
     }
 }
 
-/// Installs the global subscriber (stdout). Call once, from `main`.
-pub fn init(config: &LoggingConfig, rust_log: Option<&str>) {
-    let _ = tracing::subscriber::set_global_default(subscriber(config, rust_log, std::io::stdout));
+/// Lines that may wait for the log writer thread; beyond this, lines are
+/// dropped rather than blocking a request.
+const LOG_BUFFER_LINES: usize = 64 * 1024;
+
+/// Installs the global subscriber. Lines go to stdout from a dedicated thread,
+/// so a slow reader never blocks the runtime. Keep the guard until exit: it
+/// flushes what is buffered. Call once, from `main`.
+pub fn init(config: &LoggingConfig, rust_log: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_BUFFER_LINES)
+        .lossy(true)
+        .finish(std::io::stdout());
+    let _ = tracing::subscriber::set_global_default(subscriber(config, rust_log, writer));
+    guard
 }
