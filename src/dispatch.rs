@@ -76,9 +76,32 @@ fn resolve(state: &AppState, req: &ChatRequest) -> Result<Arc<Model>, ApiError> 
         .ok_or_else(|| ApiError::ModelNotFound(name.to_owned()))
 }
 
-fn failed(model: &Model, failed: Failed) -> ApiError {
+/// A chat that failed, with the audit fields the request log still wants.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: ApiError,
+    pub audit: Option<Audit>,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(error: ApiError) -> Self {
+        Self { error, audit: None }
+    }
+}
+
+impl axum::response::IntoResponse for Refusal {
+    fn into_response(self) -> axum::response::Response {
+        let mut response = self.error.into_response();
+        if let Some(audit) = self.audit {
+            response.extensions_mut().insert(audit);
+        }
+        response
+    }
+}
+
+fn failed(model: &Model, failed: Failed) -> Refusal {
     tracing::warn!(model = %model.name, failure = ?failed.failure, failures = %failed.trail, "chat failed");
-    match failed.failure {
+    let error = match failed.failure {
         Failure::BadRequest { detail } => ApiError::invalid(match detail {
             Some(code) => format!("the provider rejected the request as invalid ({code})"),
             None => "the provider rejected the request as invalid".to_owned(),
@@ -86,6 +109,16 @@ fn failed(model: &Model, failed: Failed) -> ApiError {
         Failure::Timeout => ApiError::Timeout,
         Failure::Unusable => ApiError::UpstreamError,
         Failure::Unavailable => ApiError::UpstreamUnavailable,
+    };
+    let audit = Audit {
+        model: model.name.clone(),
+        provider: None,
+        usage: None,
+        degraded: false,
+    };
+    Refusal {
+        error,
+        audit: Some(audit),
     }
 }
 
@@ -94,7 +127,7 @@ fn deadline(state: &AppState, ctx: &Ctx) -> Instant {
 }
 
 /// A whole answer (or the fallback message).
-pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<Answer, ApiError> {
+pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<Answer, Refusal> {
     let model = resolve(state, req)?;
     let upstream = model.upstream_request(req, &ctx.request_id);
     let outcome = resilience::call(
@@ -162,7 +195,7 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
 }
 
 /// A stream whose first event has arrived (or the fallback message as a stream).
-pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<Streaming, ApiError> {
+pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<Streaming, Refusal> {
     let model = resolve(state, req)?;
     let upstream = model.upstream_request(req, &ctx.request_id);
     let deadline = deadline(state, ctx);

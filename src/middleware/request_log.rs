@@ -62,6 +62,11 @@ pub async fn log_request(State(state): State<AppState>, mut req: Request, next: 
     let key_id = response.extensions().get::<KeyId>().map(|k| &*k.0);
     let audit = response.extensions().get::<Audit>();
     let error_code = response.extensions().get::<ErrorInfo>().map(|e| e.code);
+    let outcome = error_code.unwrap_or(if audit.is_some_and(|a| a.degraded) {
+        "degraded"
+    } else {
+        "success"
+    });
     let _entered = span.enter();
     tracing::info!(
         target: "chatgate::request",
@@ -77,7 +82,7 @@ pub async fn log_request(State(state): State<AppState>, mut req: Request, next: 
         input_tokens = audit.and_then(|a| a.usage).map(|u| u.input_tokens),
         output_tokens = audit.and_then(|a| a.usage).map(|u| u.output_tokens),
         degraded = audit.map(|a| a.degraded),
-        error_code,
+        outcome,
         "request"
     );
     response

@@ -100,7 +100,7 @@ pub async fn chat(
     State(state): State<AppState>,
     ctx: Ctx,
     ApiJson(body): ApiJson<Body>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, dispatch::Refusal> {
     let req = body.into_request()?;
     let id = chat_id();
     let mut response = if req.stream {

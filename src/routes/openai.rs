@@ -135,7 +135,7 @@ pub async fn completions(
     State(state): State<AppState>,
     ctx: Ctx,
     ApiJson(body): ApiJson<Body>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, dispatch::Refusal> {
     let (req, include_usage) = body.into_request()?;
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = now_unix();

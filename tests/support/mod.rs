@@ -12,6 +12,7 @@ use chatgate::{App, Config};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+#[allow(unused_imports)]
 pub use upstream::{Reply, Upstream};
 
 /// The client key every test app accepts.
