@@ -90,7 +90,14 @@ impl Environment {
             if path.iter().any(String::is_empty) {
                 continue;
             }
-            let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
+            // Lists and tables parse (`["a:1", "b:2"]`); a scalar stays its exact
+            // text, so a numeric-looking secret keeps its digits (and its errors
+            // never echo it as a number). Numbers and booleans are read from the
+            // text at extraction (`extract_lossy`).
+            let value = match raw.parse::<Value>() {
+                Ok(v @ (Value::Dict(..) | Value::Array(..) | Value::String(..))) => v,
+                _ => Value::from(raw.clone()),
+            };
             insert_path(&mut root, &path, value);
         }
         root
@@ -174,7 +181,7 @@ pub fn load(opts: &LoadOptions) -> Result<Config, Vec<Problem>> {
     }
     figment = figment.merge(Serialized::defaults(opts.env.config_layer()));
 
-    let mut config: Config = figment.extract().map_err(|err| {
+    let mut config: Config = figment.extract_lossy().map_err(|err| {
         err.into_iter()
             .map(Problem::from_figment)
             .collect::<Vec<_>>()

@@ -2,6 +2,10 @@
 //! strings, a scriptable upstream, and small HTTP/SSE helpers.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod binary;
+pub mod cli;
+pub mod redis;
+pub mod process;
 pub mod upstream;
 
 use std::net::SocketAddr;

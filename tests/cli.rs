@@ -1,0 +1,348 @@
+//! The `chatgate` binary as users run it: the shipped config on a fresh clone,
+//! the shipped profiles, `--config`, `.env`, `check-config` (redaction, every
+//! problem at once), `hash-key` and `healthcheck`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use support::cli::{Served, chatgate, fresh_clone, run};
+
+const REDACTED: &str = "[REDACTED]";
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+/// The lines of `text` that mention `needle`.
+fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.contains(needle)).collect()
+}
+
+#[tokio::test]
+async fn shipped_config_serves_the_mock_provider_to_the_dev_key_on_a_fresh_clone() {
+    let clone = fresh_clone();
+    let server = Served::start(
+        chatgate(clone.path())
+            .env("CHATGATE_SERVER__PORT", "0")
+            .env("CHATGATE_LOGGING__FORMAT", "json"),
+    );
+    assert!(server.addr.ip().is_loopback(), "{}", server.addr);
+    let client = reqwest::Client::new();
+    let body = json!({"messages": [{"role": "user", "content": "Hello gateway"}]});
+    let r = client
+        .post(server.url("/api/v1/chat"))
+        .bearer_auth("dev-key")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["message"]["content"], "Echo: Hello gateway");
+    assert_eq!(v["provider"], "mock");
+
+    let r = client
+        .post(server.url("/api/v1/chat"))
+        .bearer_auth("not-the-dev-key")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "only configured keys are accepted");
+}
+
+#[test]
+fn shipped_development_profile_is_loopback_8080_with_readable_logs_and_the_dev_key() {
+    let clone = fresh_clone();
+    let v = run(chatgate(clone.path()).arg("check-config")).json();
+    assert_eq!(v["profile"], "development");
+    assert_eq!(
+        (&v["server"]["host"], &v["server"]["port"]),
+        (&json!("127.0.0.1"), &json!(8080))
+    );
+    assert_eq!(v["logging"]["format"], "pretty");
+    assert_eq!(v["providers"]["mock"]["kind"], "mock");
+    assert_eq!(v["models"]["default"]["targets"], json!(["mock:echo"]));
+    assert_eq!(v["auth"]["keys"]["dev"]["sha256"], REDACTED);
+}
+
+#[test]
+fn shipped_production_profile_refuses_to_start_without_provider_and_client_keys() {
+    let clone = fresh_clone();
+    let out = run(chatgate(clone.path())
+        .env("APP_ENV", "production")
+        .env("CHATGATE_SERVER__PORT", "0"));
+    assert!(!out.success(), "{out:?}");
+    assert!(!out.stdout.contains("chatgate listening"), "{out:?}");
+    for path in [
+        "auth.keys.frontend.env",
+        "providers.openai.api_key_env",
+        "providers.anthropic.api_key_env",
+    ] {
+        assert_eq!(lines_with(&out.stderr, path).len(), 1, "{path}: {out:?}");
+    }
+}
+
+#[test]
+fn shipped_production_profile_loads_once_its_keys_are_set() {
+    let clone = fresh_clone();
+    let out = run(chatgate(clone.path())
+        .arg("check-config")
+        .env("APP_ENV", "production")
+        .env("OPENAI_API_KEY", "sk-openai-prod-secret-1")
+        .env("ANTHROPIC_API_KEY", "sk-ant-prod-secret-2")
+        .env("CHATGATE_FRONTEND_KEY", "frontend-prod-secret-3"));
+    let v = out.json();
+    assert_eq!(v["profile"], "production");
+    assert_eq!(v["server"]["host"], "0.0.0.0");
+    assert_eq!(v["logging"]["format"], "json");
+    for secret in [
+        "sk-openai-prod-secret-1",
+        "sk-ant-prod-secret-2",
+        "frontend-prod-secret-3",
+    ] {
+        assert!(!out.all().contains(secret), "{secret} printed");
+    }
+
+    let dev = run(chatgate(clone.path())
+        .arg("check-config")
+        .env("APP_ENV", "production")
+        .env("OPENAI_API_KEY", "sk-openai-prod-secret-1")
+        .env("ANTHROPIC_API_KEY", "sk-ant-prod-secret-2")
+        .env("CHATGATE_FRONTEND_KEY", "dev-key"));
+    assert!(!dev.success(), "{dev:?}");
+    assert_eq!(
+        lines_with(&dev.stderr, "auth.keys.frontend").len(),
+        1,
+        "{dev:?}"
+    );
+}
+
+#[test]
+fn shipped_staging_profile_loads_with_json_logs() {
+    let clone = fresh_clone();
+    let v = run(chatgate(clone.path())
+        .arg("check-config")
+        .env("APP_ENV", "staging"))
+    .json();
+    assert_eq!(v["profile"], "staging");
+    assert_eq!(v["logging"]["format"], "json");
+    assert_eq!(v["server"]["host"], "0.0.0.0");
+}
+
+#[test]
+fn check_config_prints_the_effective_config_with_every_secret_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let hashed_key = "hashed-client-secret-key";
+    let hash = hex::encode(Sha256::digest(hashed_key));
+    write(
+        dir.path(),
+        "default.toml",
+        &format!(
+            "[auth.keys.hashed]\nsha256 = \"{hash}\"\n[auth.keys.fromenv]\nenv = \"CHATGATE_FRONTEND_KEY\"\n\
+             [providers.openai]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key_env = \"OPENAI_API_KEY\"\n\
+             [models.default]\ntargets = [\"openai:gpt-4o-mini\"]\n[state]\nbackend = \"redis\"\n"
+        ),
+    );
+    let secrets = [
+        ("CHATGATE_FRONTEND_KEY", "frontend-env-secret-key"),
+        ("OPENAI_API_KEY", "sk-openai-env-secret-key"),
+        ("CHATGATE_METRICS__TOKEN", "metrics-scrape-secret-token"),
+        (
+            "CHATGATE_REDIS_URL",
+            "redis://:redis-pass-secret@127.0.0.1:6379/0",
+        ),
+    ];
+    let out = run(chatgate(dir.path())
+        .arg("check-config")
+        .env("CHATGATE_CONFIG_DIR", dir.path())
+        .env("CHATGATE_SERVER__PORT", "9100")
+        .envs(secrets));
+    let v = out.json();
+    assert_eq!(
+        v["server"]["port"], 9100,
+        "the effective config, env layer included"
+    );
+    let redacted = |section: &Value| section.as_object().unwrap().values().any(|x| x == REDACTED);
+    assert_eq!(v["auth"]["keys"]["hashed"]["sha256"], REDACTED);
+    assert_eq!(
+        v["auth"]["keys"]["fromenv"]["env"], "CHATGATE_FRONTEND_KEY",
+        "a name, not a secret"
+    );
+    assert!(
+        redacted(&v["auth"]["keys"]["fromenv"]),
+        "env-resolved client key: {v}"
+    );
+    assert!(redacted(&v["providers"]["openai"]), "provider key: {v}");
+    assert_eq!(v["metrics"]["token"], REDACTED);
+    assert!(redacted(&v["state"]), "redis URL: {v}");
+    let all = out.all();
+    for raw in [hash.as_str(), hashed_key, "redis-pass-secret"]
+        .into_iter()
+        .chain(secrets.iter().map(|(_, s)| *s))
+    {
+        assert!(!all.contains(raw), "{raw} printed:\n{all}");
+    }
+}
+
+#[test]
+fn check_config_reports_every_problem_at_once_one_line_each() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "default.toml",
+        "[server]\nmax_body_bytes = 0\n[rate_limit]\nper_ip_burst = 0\n[models.default]\ntargets = [\"nowhere:x\"]\n\
+         [chat]\nmax_messages = 0\n[state]\nbackend = \"redis\"\n",
+    );
+    let out = run(chatgate(dir.path())
+        .arg("check-config")
+        .env("CHATGATE_CONFIG_DIR", dir.path())
+        .env(
+            "CHATGATE_REDIS_URL",
+            "http://user:redis-url-secret@127.0.0.1",
+        ));
+    assert!(!out.success(), "{out:?}");
+    assert_ne!(out.code, None, "exited, not killed");
+    let paths = [
+        "server.max_body_bytes",
+        "rate_limit.per_ip_burst",
+        "models.default.targets[0]",
+        "chat.max_messages",
+        "state.redis_url_env",
+    ];
+    for path in paths {
+        assert_eq!(
+            lines_with(&out.stderr, path).len(),
+            1,
+            "{path}: {}",
+            out.stderr
+        );
+    }
+    assert!(!out.all().contains("redis-url-secret"), "{out:?}");
+    assert!(out.stdout.trim().is_empty(), "no config printed: {out:?}");
+}
+
+#[test]
+fn an_unknown_key_in_a_config_file_fails_naming_its_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "extra.toml", "[server]\nprot = 1\n");
+    let out = run(chatgate(dir.path()).args(["check-config", "--config", "extra.toml"]));
+    assert!(!out.success(), "{out:?}");
+    assert_eq!(lines_with(&out.stderr, "server.prot").len(), 1, "{out:?}");
+}
+
+#[test]
+fn chatgate_variables_that_are_not_config_keys_do_not_trip_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "layer.toml", "[server]\nport = 5151\n");
+    let out = run(chatgate(dir.path())
+        .arg("check-config")
+        .env("CHATGATE_CONFIG_DIR", dir.path())
+        .env("CHATGATE_CONFIG", dir.path().join("layer.toml"))
+        .env("CHATGATE_REDIS_URL", "redis://127.0.0.1:6379")
+        .env("CHATGATE_FRONTEND_KEY", "some-frontend-key"));
+    assert_eq!(out.json()["server"]["port"], 5151);
+}
+
+#[test]
+fn dotenv_in_the_working_directory_fills_variables_but_never_overrides_set_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        ".env",
+        "CHATGATE_SERVER__PORT=7001\nCHATGATE_SERVER__MAX_BODY_BYTES=4242\nAPP_ENV=staging\n",
+    );
+    let v = run(chatgate(dir.path())
+        .arg("check-config")
+        .env("CHATGATE_SERVER__PORT", "7002"))
+    .json();
+    assert_eq!(v["server"]["port"], 7002, "the variable already set wins");
+    assert_eq!(v["server"]["max_body_bytes"], 4242, "filled from .env");
+    assert_eq!(v["profile"], "staging", "APP_ENV from .env");
+}
+
+#[test]
+fn dash_dash_config_adds_a_layer_that_wins_over_chatgate_config_and_loses_to_env() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "cli.toml",
+        "[server]\nport = 1111\nmax_body_bytes = 11\n",
+    );
+    write(dir.path(), "env.toml", "[server]\nport = 2222\n");
+    let port = |args: &[&str], vars: &[(&str, &str)]| {
+        let v = run(chatgate(dir.path()).args(args).envs(vars.iter().copied())).json();
+        v["server"]["port"].clone()
+    };
+    let from_env = ("CHATGATE_CONFIG", "env.toml");
+    assert_eq!(port(&["check-config"], &[from_env]), 2222);
+    assert_eq!(
+        port(&["check-config", "--config", "cli.toml"], &[from_env]),
+        1111
+    );
+    assert_eq!(port(&["--config", "cli.toml", "check-config"], &[]), 1111);
+    let over = ("CHATGATE_SERVER__PORT", "3333");
+    assert_eq!(
+        port(&["check-config", "--config", "cli.toml"], &[over]),
+        3333
+    );
+}
+
+#[test]
+fn dash_dash_config_naming_a_missing_file_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(chatgate(dir.path()).args(["check-config", "--config", "absent.toml"]));
+    assert!(!out.success(), "{out:?}");
+    assert_eq!(lines_with(&out.stderr, "absent.toml").len(), 1, "{out:?}");
+    let serve = run(chatgate(dir.path())
+        .args(["--config", "absent.toml"])
+        .env("CHATGATE_SERVER__PORT", "0"));
+    assert!(!serve.success(), "serving refuses too: {serve:?}");
+}
+
+#[test]
+fn hash_key_prints_the_sha256_hex_of_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(chatgate(dir.path()).args(["hash-key", "dev-key"]));
+    assert!(out.success(), "{out:?}");
+    assert_eq!(
+        out.stdout,
+        "7e9f8fd111802be56c379d597842e29b2cebd35ff2133d431a49fa556a18704e\n"
+    );
+    let key = "a longer key, with spaces ✓";
+    let out = run(chatgate(dir.path()).args(["hash-key", key]));
+    assert_eq!(out.stdout.trim(), hex::encode(Sha256::digest(key)));
+}
+
+#[test]
+fn healthcheck_succeeds_against_a_running_server() {
+    let clone = fresh_clone();
+    let server = Served::start(
+        chatgate(clone.path())
+            .env("CHATGATE_SERVER__PORT", "0")
+            .env("CHATGATE_LOGGING__FORMAT", "json"),
+    );
+    let port = server.addr.port().to_string();
+    let out = run(chatgate(clone.path())
+        .arg("healthcheck")
+        .env("CHATGATE_SERVER__PORT", &port));
+    assert!(out.success(), "{out:?}");
+}
+
+#[test]
+fn healthcheck_fails_when_nothing_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    }; // closed again
+    let out = run(chatgate(dir.path())
+        .arg("healthcheck")
+        .env("CHATGATE_SERVER__PORT", port.to_string()));
+    assert!(!out.success(), "{out:?}");
+    assert_ne!(out.code, None, "exited, not killed");
+}
