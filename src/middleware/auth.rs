@@ -66,14 +66,17 @@ impl KeyStore {
     }
 }
 
-/// The key a request presents, if any.
+/// The key a request presents, if any: a Bearer token, else `x-api-key`
+/// (an `Authorization` of another scheme, e.g. a proxy's Basic, is not ours).
 fn presented(headers: &HeaderMap) -> Option<&str> {
-    if let Some(auth) = headers
+    let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-    {
-        let (scheme, token) = auth.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+        .and_then(|auth| auth.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    if bearer.is_some() {
+        return bearer;
     }
     headers
         .get("x-api-key")
@@ -152,5 +155,7 @@ mod tests {
             axum::http::HeaderValue::from_static("Basic abc"),
         );
         assert_eq!(presented(&h), None);
+        h.insert("x-api-key", axum::http::HeaderValue::from_static("xyz"));
+        assert_eq!(presented(&h), Some("xyz"), "another scheme is not ours");
     }
 }

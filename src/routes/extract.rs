@@ -42,8 +42,34 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         })?;
         serde_json::from_slice(&bytes)
             .map(ApiJson)
-            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))
+            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {}", unquoted(&e))))
     }
+}
+
+/// serde's message with every quoted string value blanked: serde quotes the
+/// client's own values (`invalid type: string "<the prompt>"`), and message
+/// text is never echoed back.
+fn unquoted(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '"' {
+            // Skip to the closing quote; serde escapes quotes inside with `\`.
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => break,
+                    _ => {}
+                }
+            }
+            out.push_str("…\"");
+        }
+    }
+    out
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Ctx {
