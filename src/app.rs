@@ -158,6 +158,7 @@ impl App {
             .timer(TokioTimer::new())
             .header_read_timeout(server.header_read_timeout);
         let graceful = GracefulShutdown::new();
+        let header_read_timeout = server.header_read_timeout;
         tracing::info!(addr = %listener.local_addr()?, profile = state.config.profile.as_str(), "chatgate listening");
 
         tokio::pin!(shutdown);
@@ -178,10 +179,17 @@ impl App {
                         req.extensions_mut().insert(ConnectInfo(peer));
                         router.clone().oneshot(req)
                     });
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
-                    let conn = graceful.watch(conn.into_owned());
+                    let (builder, watcher) = (builder.clone(), graceful.watcher());
                     tokio::spawn(async move {
-                        let _ = conn.await;
+                        // hyper's header timeout starts at the first byte: a client that
+                        // connects and sends nothing must not hold the connection forever.
+                        let mut first = [0u8; 1];
+                        match tokio::time::timeout(header_read_timeout, stream.peek(&mut first)).await {
+                            Ok(Ok(n)) if n > 0 => {}
+                            _ => return,
+                        }
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+                        let _ = watcher.watch(conn.into_owned()).await;
                     });
                 }
                 () = &mut shutdown => break,

@@ -275,3 +275,18 @@ async fn client_that_stalls_while_sending_headers_is_disconnected() {
     // Everyone else is still served.
     assert_eq!(app.get("/health").await.status(), 200);
 }
+
+#[tokio::test]
+async fn client_that_connects_and_sends_nothing_is_disconnected() {
+    use tokio::io::AsyncReadExt;
+    let app = spawn_app("[server]\nheader_read_timeout = \"300ms\"\n").await;
+    let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    // Bounded wait: the server must close the silent connection well before this.
+    let read =
+        tokio::time::timeout(std::time::Duration::from_secs(10), socket.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the silent connection was closed: {read:?}"
+    );
+}

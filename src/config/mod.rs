@@ -118,7 +118,7 @@ pub struct ClientKeyConfig {
     pub sha256: Option<SecretString>,
     pub env: Option<String>,
     pub requests_per_minute: Option<u32>,
-    /// Burst for the per-key bucket; defaults to a tenth of a minute's worth (at least 1).
+    /// Burst for the per-key bucket; defaults to `requests_per_minute` (a minute's worth at once).
     pub burst: Option<u32>,
     /// Filled by the loader from `env`; never deserialized.
     #[serde(skip_deserializing, serialize_with = "secrets::redact_opt")]
