@@ -86,7 +86,9 @@ pub fn transport(err: reqwest::Error) -> ProviderError {
     if err.is_timeout() {
         ProviderError::Timeout
     } else if err.is_decode() {
-        ProviderError::Decode("body could not be decoded".into())
+        // reqwest reports a body cut off mid-way as `decode` (no decompression
+        // is enabled, so nothing else is): a broken connection, retried.
+        ProviderError::Connect("connection broke while reading the body".into())
     } else if err.is_connect() {
         ProviderError::Connect("could not connect".into())
     } else if err.status() == Some(StatusCode::TOO_MANY_REQUESTS) {

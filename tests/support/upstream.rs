@@ -47,6 +47,8 @@ pub enum Reply {
     BrokenStream(Vec<String>),
     /// 200 SSE stream with a pause before each delta.
     SlowStream(Vec<String>, Duration),
+    /// The inner reply, after a pause (a slow upstream).
+    Delayed(Duration, Box<Reply>),
 }
 
 impl Reply {
@@ -177,6 +179,11 @@ async fn handle(
         s.last = Some(next.clone());
         next
     };
+    let mut reply = reply;
+    while let Reply::Delayed(pause, inner) = reply {
+        tokio::time::sleep(pause).await;
+        reply = *inner;
+    }
     let model = body["model"].as_str().unwrap_or("unknown").to_owned();
     let a = shared.anthropic;
     match reply {
@@ -221,6 +228,7 @@ async fn handle(
         }
         Reply::Stream(words) => sse(stream_events(a, &model, &words, true), None, None),
         Reply::BrokenStream(words) => sse(stream_events(a, &model, &words, false), None, Some(())),
+        Reply::Delayed(..) => unreachable!("unwrapped above"),
         Reply::SlowStream(words, pause) => sse(
             stream_events(a, &model, &words, true),
             Some((pause, shared.cancelled.clone())),
@@ -311,6 +319,11 @@ fn sse(
                 }
                 None => {
                     guard.0 = None; // finished normally
+                    if break_at_end.is_some() {
+                        // hyper writes buffered frames out when the body is
+                        // pending: yield once, so they reach the client before the break.
+                        tokio::task::yield_now().await;
+                    }
                     break_at_end.map(|()| {
                         (
                             Err(std::io::Error::other("connection reset")),
