@@ -52,7 +52,10 @@ const LOG_BUFFER_LINES: usize = 64 * 1024;
 /// Installs the global subscriber. Lines go to stdout from a dedicated thread,
 /// so a slow reader never blocks the runtime. Keep the guard until exit: it
 /// flushes what is buffered. Call once, from `main`.
-pub fn init(config: &LoggingConfig, rust_log: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard {
+pub fn init(
+    config: &LoggingConfig,
+    rust_log: Option<&str>,
+) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(LOG_BUFFER_LINES)
         .lossy(true)

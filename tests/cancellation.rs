@@ -21,7 +21,10 @@ impl Drop for OnDrop {
 
 #[tokio::test]
 async fn client_disconnect_cancels_a_pending_upstream_call() {
-    let (started, cancelled) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (started, cancelled) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
     let (s, c) = (started.clone(), cancelled.clone());
     // An upstream that accepts the request and never answers.
     let upstream = axum::Router::new().route(
@@ -45,9 +48,17 @@ async fn client_disconnect_cancels_a_pending_upstream_call() {
 
     let url = app.url("/api/v1/chat");
     let client = tokio::spawn(async move {
-        reqwest::Client::new().post(url).bearer_auth(KEY).json(&serde_json::json!({"messages": say("hi")})).send().await
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(KEY)
+            .json(&serde_json::json!({"messages": say("hi")}))
+            .send()
+            .await
     });
-    assert!(eventually(Duration::from_secs(5), || started.load(Ordering::SeqCst)).await, "the upstream got the call");
+    assert!(
+        eventually(Duration::from_secs(5), || started.load(Ordering::SeqCst)).await,
+        "the upstream got the call"
+    );
     assert!(!cancelled.load(Ordering::SeqCst));
     client.abort(); // the client goes away
     assert!(

@@ -49,9 +49,9 @@ pub async fn log_request(State(state): State<AppState>, mut req: Request, next: 
 
     let span =
         tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
-    state.metrics.in_flight().increment(1.0);
+    let in_flight = InFlight::enter(state.metrics.in_flight().clone());
     let response = next.run(req).instrument(span.clone()).await;
-    state.metrics.in_flight().decrement(1.0);
+    drop(in_flight);
 
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
@@ -86,4 +86,21 @@ pub async fn log_request(State(state): State<AppState>, mut req: Request, next: 
         "request"
     );
     response
+}
+
+/// Holds one unit of `chatgate_in_flight_requests`; released on drop, so a
+/// request whose client leaves (its future dropped mid-way) is released too.
+struct InFlight(metrics::Gauge);
+
+impl InFlight {
+    fn enter(gauge: metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }

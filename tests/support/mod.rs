@@ -4,8 +4,9 @@
 
 pub mod binary;
 pub mod cli;
-pub mod redis;
+pub mod observability;
 pub mod process;
+pub mod redis;
 pub mod upstream;
 
 use std::net::SocketAddr;

@@ -1,0 +1,158 @@
+//! `/health` and `/health/ready`: ready when it can serve; 503
+//! `all_circuits_open` while every target of the default model has an open
+//! circuit, and ready again after the cooldown; 503 `shutting_down` once
+//! shutdown begins, while `/health` stays 200.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chatgate::metrics::CIRCUIT_STATE;
+use serde_json::{Value, json};
+use support::observability::series;
+use support::*;
+use tower::ServiceExt;
+
+#[tokio::test]
+async fn ready_and_live_answer_200_when_the_app_can_serve() {
+    let app = spawn_app("").await;
+    let r = app.get("/health/ready").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ready");
+    let r = app.get("/health").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ok"}));
+}
+
+/// A provider that opens its circuit after one failed request (one attempt each).
+fn fragile(name: &str, up: &Upstream, cooldown: &str) -> String {
+    provider_toml(name, "openai", up)
+        .replace("max_retries = 2", "max_retries = 0")
+        .replace(
+            "circuit_failure_threshold = 100",
+            "circuit_failure_threshold = 1",
+        )
+        .replace(
+            "circuit_cooldown = \"30s\"",
+            &format!("circuit_cooldown = \"{cooldown}\""),
+        )
+}
+
+#[tokio::test]
+async fn ready_is_503_all_circuits_open_while_every_default_target_is_open_then_recovers() {
+    let (a, b) = (Upstream::openai().await, Upstream::openai().await);
+    a.push([Reply::status(500)]);
+    b.push([Reply::status(503)]);
+    // The cooldown only needs to outlast the two loopback requests between the
+    // failure and the readiness check; the test then waits it out.
+    let toml = format!(
+        "{}{}\n[models.default]\ntargets = [\"a:m1\", \"b:m2\"]\n",
+        fragile("a", &a, "3s"),
+        fragile("b", &b, "3s"),
+    );
+    let app = spawn_app_with_env(&toml, &upstream_env()).await;
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+
+    assert_eq!(app.chat(json!({"messages": say("hi")})).await.status(), 503);
+    let r = app.get("/health/ready").await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["reason"], "all_circuits_open");
+    assert_eq!(v["error"]["code"], "upstream_unavailable");
+    assert_eq!(
+        app.get("/health").await.status(),
+        200,
+        "the process still runs"
+    );
+    let text = app.metrics().await;
+    for provider in ["a", "b"] {
+        let state = series(&text, CIRCUIT_STATE, &[("provider", provider)]);
+        assert_eq!(state, Some(2.0), "{provider} is open");
+    }
+
+    assert!(
+        eventually(Duration::from_secs(15), || !app
+            .state
+            .catalog
+            .default_model_down())
+        .await,
+        "the cooldown ended"
+    );
+    let r = app.get("/health/ready").await;
+    assert_eq!(r.status(), 200, "half-open circuits may serve again");
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ready");
+}
+
+#[tokio::test]
+async fn one_open_target_of_the_default_model_leaves_the_app_ready() {
+    let (a, b) = (Upstream::openai().await, Upstream::openai().await);
+    a.push([Reply::status(500)]);
+    let toml = format!(
+        "{}{}\n[models.default]\ntargets = [\"a:m1\", \"b:m2\"]\n",
+        fragile("a", &a, "1h"),
+        fragile("b", &b, "1h"),
+    );
+    let app = spawn_app_with_env(&toml, &upstream_env()).await;
+    let r = app.chat(json!({"messages": say("hi")})).await;
+    assert_eq!(r.status(), 200, "a failed, b answered");
+    let text = app.metrics().await;
+    assert_eq!(
+        series(&text, CIRCUIT_STATE, &[("provider", "a")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        series(&text, CIRCUIT_STATE, &[("provider", "b")]),
+        Some(0.0)
+    );
+    assert_eq!(app.get("/health/ready").await.status(), 200);
+}
+
+/// `GET path` through a router built from `app`'s own state: the same stack
+/// and handlers, reachable after the listener has closed.
+async fn in_process(app: &TestApp, path: &str) -> (StatusCode, Value) {
+    let router = chatgate::routes::router(app.state.clone(), axum::Router::new());
+    let request = Request::get(path).body(Body::empty()).unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+#[tokio::test]
+async fn ready_is_503_shutting_down_once_shutdown_begins_while_live_stays_200() {
+    let up = Upstream::openai().await;
+    let words: Vec<String> = (0..10).map(|n| format!("w{n} ")).collect();
+    up.push([Reply::SlowStream(words, Duration::from_millis(100))]);
+    let toml = format!(
+        "{}\n[models.default]\ntargets = [\"openai:m\"]\n",
+        provider_toml("openai", "openai", &up)
+    );
+    let mut app = spawn_app_with_env(&toml, &upstream_env()).await;
+    assert_eq!(in_process(&app, "/health/ready").await.0, 200);
+
+    // A stream in flight keeps the server draining after shutdown begins.
+    let stream = app
+        .chat(json!({"messages": say("hi"), "stream": true}))
+        .await;
+    assert_eq!(stream.status(), 200);
+    app.shutdown();
+    assert!(eventually(Duration::from_secs(5), || app.state.is_shutting_down()).await);
+
+    // The listener is closed by now, so ask the app's own router.
+    let (status, v) = in_process(&app, "/health/ready").await;
+    assert_eq!(status, 503);
+    assert_eq!(v["reason"], "shutting_down");
+    assert_eq!(v["status"], "unavailable");
+    let (status, v) = in_process(&app, "/health").await;
+    assert_eq!((status, v), (StatusCode::OK, json!({"status": "ok"})));
+
+    let events = parse_sse(&stream.text().await.unwrap());
+    assert_eq!(events.last().unwrap().event.as_deref(), Some("done"));
+    app.task.await.unwrap().unwrap();
+}
