@@ -7,11 +7,11 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-use crate::chat::{ChatRequest, Completion, StreamEvent, Usage};
+use crate::chat::{ChatRequest, Completion, Message, StreamEvent, Usage};
 use crate::error::ApiError;
-use crate::interaction_log::Interaction;
-use crate::models::Model;
-use crate::providers::{EventStream, ProviderError, ProviderRequest};
+use crate::interaction_log::{Interaction, InteractionLog};
+use crate::models::{Model, Target};
+use crate::providers::{EventStream, ProviderError};
 use crate::resilience::{self, Complete, Failed, Failure, OpenStream, Outcome};
 use crate::state::AppState;
 
@@ -126,35 +126,44 @@ fn deadline(state: &AppState, ctx: &Ctx) -> Instant {
     ctx.started + state.config.server.request_timeout
 }
 
+fn served_by(model: &Model, target: &Target) -> Served {
+    Served {
+        model: model.name.clone(),
+        provider: Some(target.provider.name.clone()),
+        provider_model: Some(target.model.clone()),
+        degraded: false,
+    }
+}
+
+fn degraded(model: &Model) -> Served {
+    Served {
+        model: model.name.clone(),
+        provider: None,
+        provider_model: None,
+        degraded: true,
+    }
+}
+
 /// A whole answer (or the fallback message).
 pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<Answer, Refusal> {
     let model = resolve(state, req)?;
     let upstream = model.upstream_request(req, &ctx.request_id);
-    let outcome = resilience::call(
+    let journal = Journal::start(state, ctx, &model, &upstream.messages);
+    let answer = match resilience::call(
         &Complete,
         &model,
         &upstream,
         deadline(state, ctx),
         &state.metrics,
     )
-    .await;
-    let answer = match outcome {
+    .await
+    {
         Ok(Outcome::Answer { target, value }) => Answer {
-            served: Served {
-                model: model.name.clone(),
-                provider: Some(target.provider.name.clone()),
-                provider_model: Some(target.model.clone()),
-                degraded: false,
-            },
+            served: served_by(&model, &target),
             completion: value,
         },
         Ok(Outcome::Fallback(message)) => Answer {
-            served: Served {
-                model: model.name.clone(),
-                provider: None,
-                provider_model: None,
-                degraded: true,
-            },
+            served: degraded(&model),
             completion: Completion {
                 content: message,
                 finish_reason: "stop".into(),
@@ -162,35 +171,21 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
             },
         },
         Err(f) => {
-            log_interaction(
-                state,
-                ctx,
-                &model.name,
-                None,
-                &upstream,
-                String::new(),
-                Usage::default(),
-                "error",
-            );
+            if let Some(j) = journal {
+                j.write(None, String::new(), Usage::default(), "error");
+            }
             return Err(failed(&model, f));
         }
     };
-    let outcome = if answer.served.degraded {
-        "degraded"
-    } else {
-        "success"
-    };
-    let c = &answer.completion;
-    log_interaction(
-        state,
-        ctx,
-        &model.name,
-        answer.served.provider.clone(),
-        &upstream,
-        c.content.clone(),
-        c.usage,
-        outcome,
-    );
+    if let Some(j) = journal {
+        let c = &answer.completion;
+        j.write(
+            answer.served.provider.clone(),
+            c.content.clone(),
+            c.usage,
+            answer.served.outcome(),
+        );
+    }
     Ok(answer)
 }
 
@@ -198,104 +193,90 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
 pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<Streaming, Refusal> {
     let model = resolve(state, req)?;
     let upstream = model.upstream_request(req, &ctx.request_id);
+    let journal = Journal::start(state, ctx, &model, &upstream.messages);
     let deadline = deadline(state, ctx);
-    match resilience::call(&OpenStream, &model, &upstream, deadline, &state.metrics).await {
-        Ok(Outcome::Answer {
-            target,
-            value: (first, rest),
-        }) => {
-            let idle = target.provider.policy.attempt_timeout;
-            let events = futures_util::stream::once(async move { Ok(first) })
-                .chain(resilience::guard(rest, deadline, idle))
-                .boxed();
-            let served = Served {
-                model: model.name.clone(),
-                provider: Some(target.provider.name.clone()),
-                provider_model: Some(target.model.clone()),
-                degraded: false,
-            };
-            let events = observe(
-                state.clone(),
-                ctx.clone(),
-                served.clone(),
-                upstream,
-                &target.model,
-                events,
-            );
-            Ok(Streaming { served, events })
-        }
-        Ok(Outcome::Fallback(message)) => {
-            let served = Served {
-                model: model.name.clone(),
-                provider: None,
-                provider_model: None,
-                degraded: true,
-            };
-            let events = vec![
-                Ok(StreamEvent::Delta(message)),
-                Ok(StreamEvent::Finished {
+    let (served, events) =
+        match resilience::call(&OpenStream, &model, &upstream, deadline, &state.metrics).await {
+            Ok(Outcome::Answer {
+                target,
+                value: (first, rest),
+            }) => {
+                let idle = target.provider.policy.attempt_timeout;
+                let first = futures_util::stream::once(async move { Ok(first) });
+                (
+                    served_by(&model, &target),
+                    first.chain(resilience::guard(rest, deadline, idle)).boxed(),
+                )
+            }
+            Ok(Outcome::Fallback(message)) => {
+                let finished = StreamEvent::Finished {
                     finish_reason: "stop".into(),
                     usage: Usage::default(),
-                }),
-            ];
-            let events = observe(
-                state.clone(),
-                ctx.clone(),
-                served.clone(),
-                upstream,
-                "",
-                futures_util::stream::iter(events).boxed(),
-            );
-            Ok(Streaming { served, events })
-        }
-        Err(f) => {
-            log_interaction(
-                state,
-                ctx,
-                &model.name,
-                None,
-                &upstream,
-                String::new(),
-                Usage::default(),
-                "error",
-            );
-            Err(failed(&model, f))
-        }
+                };
+                let events = vec![Ok(StreamEvent::Delta(message)), Ok(finished)];
+                (degraded(&model), futures_util::stream::iter(events).boxed())
+            }
+            Err(f) => {
+                if let Some(j) = journal {
+                    j.write(None, String::new(), Usage::default(), "error");
+                }
+                return Err(failed(&model, f));
+            }
+        };
+    let events = observe(state.metrics.clone(), served.clone(), journal, events);
+    Ok(Streaming { served, events })
+}
+
+impl Served {
+    /// The interaction log's `outcome` for an answer.
+    fn outcome(&self) -> &'static str {
+        if self.degraded { "degraded" } else { "success" }
     }
 }
 
-/// Counts streamed tokens and writes the interaction line when the stream ends.
+/// Counts streamed tokens when the stream ends, and writes its interaction line.
 fn observe(
-    state: AppState,
-    ctx: Ctx,
+    metrics: crate::metrics::Metrics,
     served: Served,
-    upstream: ProviderRequest,
-    provider_model: &str,
+    journal: Option<Journal>,
     events: EventStream,
 ) -> EventStream {
-    let provider_model: Arc<str> = Arc::from(provider_model);
-    let keep_text = state.interactions.as_ref().is_some_and(|log| log.sampled());
     let mut text = String::new();
+    let mut journal = journal;
     events
         .map(move |event| {
             match &event {
-                Ok(StreamEvent::Delta(delta)) if keep_text => text.push_str(delta),
+                Ok(StreamEvent::Delta(delta)) if journal.is_some() => text.push_str(delta),
                 Ok(StreamEvent::Delta(_)) => {}
                 Ok(StreamEvent::Finished { usage, .. }) => {
-                    if let Some(provider) = &served.provider {
-                        state.metrics.tokens(provider, &provider_model, *usage);
+                    if let (Some(provider), Some(model)) =
+                        (&served.provider, &served.provider_model)
+                    {
+                        metrics.tokens(provider, model, *usage);
                     }
-                    let outcome = if served.degraded { "degraded" } else { "success" };
-                    if keep_text {
-                        let answer = std::mem::take(&mut text);
-                        record(&state, &ctx, &served.model, served.provider.clone(), &upstream, answer, *usage, outcome);
+                    if let Some(j) = journal.take() {
+                        j.write(
+                            served.provider.clone(),
+                            std::mem::take(&mut text),
+                            *usage,
+                            served.outcome(),
+                        );
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(request_id = %ctx.request_id, %error, "stream ended with an error after it began");
-                    if keep_text {
-                        let answer = std::mem::take(&mut text);
-                        record(&state, &ctx, &served.model, served.provider.clone(), &upstream, answer, Usage::default(), stream_outcome(error));
+                    tracing::warn!(%error, "stream ended with an error after it began");
+                    if let Some(j) = journal.take() {
+                        let outcome = if matches!(error, ProviderError::Timeout) {
+                            "timeout"
+                        } else {
+                            "error"
+                        };
+                        j.write(
+                            served.provider.clone(),
+                            std::mem::take(&mut text),
+                            Usage::default(),
+                            outcome,
+                        );
                     }
                 }
             }
@@ -304,52 +285,51 @@ fn observe(
         .boxed()
 }
 
-fn stream_outcome(error: &ProviderError) -> &'static str {
-    match error {
-        ProviderError::Timeout => "timeout",
-        _ => "error",
-    }
+/// The interaction-log line of one sampled chat, written when it ends.
+struct Journal {
+    log: InteractionLog,
+    request_id: String,
+    key_id: Option<Arc<str>>,
+    started: Instant,
+    model: Arc<str>,
+    messages: Arc<[Message]>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn log_interaction(
-    state: &AppState,
-    ctx: &Ctx,
-    model: &Arc<str>,
-    provider: Option<Arc<str>>,
-    upstream: &ProviderRequest,
-    answer: String,
-    usage: Usage,
-    outcome: &'static str,
-) {
-    if state.interactions.as_ref().is_some_and(|log| log.sampled()) {
-        record(
-            state, ctx, model, provider, upstream, answer, usage, outcome,
-        );
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn record(
-    state: &AppState,
-    ctx: &Ctx,
-    model: &Arc<str>,
-    provider: Option<Arc<str>>,
-    upstream: &ProviderRequest,
-    answer: String,
-    usage: Usage,
-    outcome: &'static str,
-) {
-    if let Some(log) = &state.interactions {
-        log.record(Interaction {
+impl Journal {
+    /// `None` when the log is off or this chat is not sampled.
+    fn start(
+        state: &AppState,
+        ctx: &Ctx,
+        model: &Model,
+        messages: &Arc<[Message]>,
+    ) -> Option<Self> {
+        let log = state.interactions.as_ref().filter(|log| log.sampled())?;
+        Some(Self {
+            log: log.clone(),
             request_id: ctx.request_id.clone(),
             key_id: ctx.key_id.clone(),
-            model: model.clone(),
+            started: ctx.started,
+            model: model.name.clone(),
+            messages: messages.clone(),
+        })
+    }
+
+    fn write(
+        self,
+        provider: Option<Arc<str>>,
+        answer: String,
+        usage: Usage,
+        outcome: &'static str,
+    ) {
+        self.log.record(Interaction {
+            request_id: self.request_id,
+            key_id: self.key_id,
+            model: self.model,
             provider,
             usage,
-            latency_ms: ctx.started.elapsed().as_millis() as u64,
+            latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             outcome,
-            messages: upstream.messages.clone(),
+            messages: self.messages,
             answer,
         });
     }
