@@ -4,14 +4,13 @@
 use std::convert::Infallible;
 
 use axum::extract::State;
-use axum::http::HeaderValue;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::extract::ApiJson;
-use super::sse_error;
+use super::{finish, sse_error};
 use crate::chat::{
     ChatRequest, Dialect, Role, StreamEvent, Usage, WireMessage, normalize_finish_reason,
 };
@@ -103,7 +102,7 @@ pub async fn chat(
 ) -> Result<Response, dispatch::Refusal> {
     let req = body.into_request()?;
     let id = chat_id();
-    let mut response = if req.stream {
+    let response = if req.stream {
         let streaming = dispatch::stream(&state, &req, &ctx).await?;
         let served = streaming.served.clone();
         let events = streaming
@@ -127,14 +126,10 @@ pub async fn chat(
                     Err(error) => sse_error(&error),
                 })
             });
-        let mut response = Sse::new(events)
+        let response = Sse::new(events)
             .keep_alive(KeepAlive::default())
             .into_response();
-        response
-            .extensions_mut()
-            .insert(streaming.served.audit(None));
-        mark(&mut response, &streaming.served);
-        response
+        finish(response, &streaming.served, None)
     } else {
         let answer = dispatch::complete(&state, &req, &ctx).await?;
         let c = &answer.completion;
@@ -149,28 +144,7 @@ pub async fn chat(
             &reason,
             c.usage,
         );
-        let mut response = Json(body).into_response();
-        response
-            .extensions_mut()
-            .insert(answer.served.audit(Some(c.usage)));
-        mark(&mut response, &answer.served);
-        response
+        finish(Json(body).into_response(), &answer.served, Some(c.usage))
     };
-    response
-        .headers_mut()
-        .insert("cache-control", HeaderValue::from_static("no-store"));
     Ok(response)
-}
-
-/// `x-chatgate-degraded: true` on fallback answers; `x-accel-buffering: no`
-/// so proxies pass streams through as they come.
-pub fn mark(response: &mut Response, served: &Served) {
-    if served.degraded {
-        response
-            .headers_mut()
-            .insert("x-chatgate-degraded", HeaderValue::from_static("true"));
-    }
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
 }

@@ -4,12 +4,16 @@ mod chat;
 mod extract;
 mod health;
 mod metrics;
-mod openai;
+pub mod openai;
 
 use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
 use axum::response::sse::Event;
 use axum::routing::{get, post};
 
+use crate::chat::Usage;
+use crate::dispatch::Served;
 use crate::error::{ApiError, error_json};
 use crate::middleware;
 use crate::providers::ProviderError;
@@ -31,6 +35,20 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .merge(extra)
         .fallback(|| async { ApiError::NotFound });
     middleware::stack(app, &state).with_state(state)
+}
+
+/// The common end of every chat answer: audit fields for the request log,
+/// `x-chatgate-degraded: true` on fallback answers, no caching, and
+/// `x-accel-buffering: no` so proxies pass streams through as they come.
+fn finish(mut response: Response, served: &Served, usage: Option<Usage>) -> Response {
+    response.extensions_mut().insert(served.audit(usage));
+    let headers = response.headers_mut();
+    if served.degraded {
+        headers.insert("x-chatgate-degraded", HeaderValue::from_static("true"));
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
 }
 
 /// The error a stream reports after it began.

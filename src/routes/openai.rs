@@ -6,16 +6,14 @@ use std::convert::Infallible;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
-use axum::http::HeaderValue;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::chat::mark;
 use super::extract::ApiJson;
-use super::sse_error_json;
+use super::{finish, sse_error_json};
 use crate::chat::{ChatRequest, Dialect, StreamEvent, Usage, WireMessage};
 use crate::dispatch::{self, Ctx};
 use crate::error::ApiError;
@@ -49,7 +47,7 @@ struct StreamOptions {
 }
 
 impl Body {
-    fn into_request(self) -> Result<(ChatRequest, bool), ApiError> {
+    pub fn into_request(self) -> Result<(ChatRequest, bool), ApiError> {
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::invalid("only n = 1 is supported"));
         }
@@ -155,12 +153,11 @@ pub async fn completions(
             }],
             "usage": usage_json(c.usage),
         });
-        let mut response = Json(body).into_response();
-        response
-            .extensions_mut()
-            .insert(answer.served.audit(Some(c.usage)));
-        mark(&mut response, &answer.served);
-        return Ok(response);
+        return Ok(finish(
+            Json(body).into_response(),
+            &answer.served,
+            Some(c.usage),
+        ));
     }
 
     let streaming = dispatch::stream(&state, &req, &ctx).await?;
@@ -203,17 +200,10 @@ pub async fn completions(
     });
     let events =
         futures_util::stream::once(async move { Ok::<_, Infallible>(opening) }).chain(events);
-    let mut response = Sse::new(events)
+    let response = Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response();
-    response
-        .extensions_mut()
-        .insert(streaming.served.audit(None));
-    mark(&mut response, &streaming.served);
-    response
-        .headers_mut()
-        .insert("cache-control", HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(finish(response, &streaming.served, None))
 }
 
 /// `GET /api/v1/models`: the configured model names, OpenAI-style.
