@@ -25,7 +25,7 @@ use crate::middleware::auth::KeyStore;
 use crate::models::Catalog;
 use crate::providers;
 use crate::routes;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 
 /// How often histogram samples are folded into buckets.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
@@ -107,7 +107,7 @@ impl App {
         let metrics = Metrics::new();
         let client = providers::http_client()?;
         let catalog = Catalog::build(&config, &client, &metrics);
-        let state = AppState {
+        let state = AppState::new(Shared {
             keys: Arc::new(KeyStore::new(&config.auth)),
             limiter: limiter(&config, &metrics)?,
             catalog: Arc::new(catalog),
@@ -118,7 +118,7 @@ impl App {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             config: Arc::new(config),
-        };
+        });
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(METRICS_UPKEEP);
             loop {

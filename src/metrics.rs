@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder, Unit};
+use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -27,6 +27,47 @@ pub const INTERACTIONS_DROPPED: &str = "chatgate_interaction_log_dropped_total";
 const LATENCY_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
 ];
+
+/// Label values known ahead, so the per-request labels need no allocation.
+const METHODS: &[&str] = &["GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"];
+const ROUTES: &[&str] = &[
+    "/api/v1/chat",
+    "/api/v1/chat/completions",
+    "/api/v1/models",
+    "/health",
+    "/health/ready",
+    "/metrics",
+    crate::middleware::request_log::UNMATCHED_ROUTE,
+];
+const STATUSES: &[(u16, &str)] = &[
+    (200, "200"),
+    (204, "204"),
+    (400, "400"),
+    (401, "401"),
+    (404, "404"),
+    (405, "405"),
+    (413, "413"),
+    (415, "415"),
+    (429, "429"),
+    (500, "500"),
+    (502, "502"),
+    (503, "503"),
+    (504, "504"),
+];
+
+fn static_or_owned(value: &str, known: &[&'static str]) -> SharedString {
+    match known.iter().find(|k| **k == value) {
+        Some(k) => SharedString::const_str(k),
+        None => SharedString::from(value.to_owned()),
+    }
+}
+
+fn status_label(status: u16) -> SharedString {
+    match STATUSES.iter().find(|(code, _)| *code == status) {
+        Some((_, text)) => SharedString::const_str(text),
+        None => SharedString::from(status.to_string()),
+    }
+}
 
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
@@ -131,11 +172,14 @@ impl Metrics {
     }
 
     pub fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
-        let (method, route) = (method.to_owned(), route.to_owned());
+        let (method, route) = (
+            static_or_owned(method, METHODS),
+            static_or_owned(route, ROUTES),
+        );
         let labels = vec![
             Label::new("method", method.clone()),
             Label::new("route", route.clone()),
-            Label::new("status", status.to_string()),
+            Label::new("status", status_label(status)),
         ];
         self.counter(HTTP_REQUESTS, labels).increment(1);
         self.histogram(
@@ -147,36 +191,38 @@ impl Metrics {
 
     pub fn upstream_attempt(
         &self,
-        provider: &str,
-        model: &str,
+        provider: &Arc<str>,
+        model: &Arc<str>,
         outcome: &'static str,
         seconds: f64,
     ) {
-        let (provider, model) = (provider.to_owned(), model.to_owned());
         let labels = vec![
-            Label::new("provider", provider.clone()),
-            Label::new("model", model.clone()),
+            Label::new("provider", SharedString::from(provider.clone())),
+            Label::new("model", SharedString::from(model.clone())),
             Label::new("outcome", outcome),
         ];
         self.counter(UPSTREAM_REQUESTS, labels).increment(1);
-        self.histogram(
-            UPSTREAM_DURATION,
-            vec![Label::new("provider", provider), Label::new("model", model)],
-        )
-        .record(seconds);
+        let labels = vec![
+            Label::new("provider", SharedString::from(provider.clone())),
+            Label::new("model", SharedString::from(model.clone())),
+        ];
+        self.histogram(UPSTREAM_DURATION, labels).record(seconds);
     }
 
-    pub fn upstream_retry(&self, provider: &str) {
+    pub fn upstream_retry(&self, provider: &Arc<str>) {
         self.counter(
             UPSTREAM_RETRIES,
-            vec![Label::new("provider", provider.to_owned())],
+            vec![Label::new("provider", SharedString::from(provider.clone()))],
         )
         .increment(1);
     }
 
-    pub fn fallback(&self, model: &str) {
-        self.counter(FALLBACKS, vec![Label::new("model", model.to_owned())])
-            .increment(1);
+    pub fn fallback(&self, model: &Arc<str>) {
+        self.counter(
+            FALLBACKS,
+            vec![Label::new("model", SharedString::from(model.clone()))],
+        )
+        .increment(1);
     }
 
     pub fn rate_limited(&self, scope: &'static str) {
@@ -184,14 +230,14 @@ impl Metrics {
             .increment(1);
     }
 
-    pub fn tokens(&self, provider: &str, model: &str, usage: Usage) {
+    pub fn tokens(&self, provider: &Arc<str>, model: &Arc<str>, usage: Usage) {
         for (kind, n) in [
             ("input", usage.input_tokens),
             ("output", usage.output_tokens),
         ] {
             let labels = vec![
-                Label::new("provider", provider.to_owned()),
-                Label::new("model", model.to_owned()),
+                Label::new("provider", SharedString::from(provider.clone())),
+                Label::new("model", SharedString::from(model.clone())),
                 Label::new("kind", kind),
             ];
             self.counter(TOKENS, labels).increment(u64::from(n));

@@ -1,5 +1,7 @@
-//! `AppState`: everything a request needs, built once, cheap to clone.
+//! `AppState`: everything a request needs, built once, cheap to clone (one
+//! `Arc`: every middleware layer and handler clones it per request).
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -11,7 +13,23 @@ use crate::middleware::auth::KeyStore;
 use crate::models::Catalog;
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What every request shares.
+pub struct Shared {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
     pub keys: Arc<KeyStore>,
@@ -24,7 +42,7 @@ pub struct AppState {
     pub started_at: u64,
 }
 
-impl AppState {
+impl Shared {
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
     }

@@ -290,3 +290,19 @@ async fn redis_connection_logs_never_show_the_url() {
         assert!(!output.contains(PASSWORD), "{output}");
     }
 }
+
+#[tokio::test]
+async fn a_tls_redis_url_is_supported_and_an_unreachable_one_degrades_safely() {
+    // rediss:// needs the redis crate's TLS support; without it App::build failed.
+    let extra = "[state]\nbackend = \"redis\"\n";
+    let app = spawn_app_with_env(extra, &[("CHATGATE_REDIS_URL", "rediss://127.0.0.1:1/")]).await;
+    let ready: serde_json::Value = app.get("/health/ready").await.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    let degraded = eventually(std::time::Duration::from_secs(5), || {
+        app.state.limiter.degraded().is_some()
+    })
+    .await;
+    assert!(degraded, "an unreachable TLS Redis is reported as degraded");
+    let r = app.chat(serde_json::json!({"messages": say("hi")})).await;
+    assert_eq!(r.status(), 200, "local limits keep serving");
+}

@@ -24,7 +24,8 @@ pub const DEFAULT_MAX_TOKENS: u32 = 1024;
 
 pub struct Anthropic {
     client: reqwest::Client,
-    url: String,
+    /// Parsed once: `None` only if `base_url` is not a URL (validation refuses that).
+    url: Option<reqwest::Url>,
     api_key: Option<SecretString>,
 }
 
@@ -33,7 +34,7 @@ impl Anthropic {
         let base = config.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
         Self {
             client,
-            url: endpoint(base, "messages"),
+            url: reqwest::Url::parse(&endpoint(base, "messages")).ok(),
             api_key: config.api_key.clone(),
         }
     }
@@ -255,7 +256,7 @@ impl Provider for Anthropic {
         async move {
             let response = post_json(
                 &self.client,
-                &self.url,
+                self.url.as_ref(),
                 self.headers(req),
                 &Body::new(req, false),
             )
@@ -272,7 +273,7 @@ impl Provider for Anthropic {
         async move {
             let response = post_json(
                 &self.client,
-                &self.url,
+                self.url.as_ref(),
                 self.headers(req),
                 &Body::new(req, true),
             )

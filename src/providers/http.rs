@@ -30,12 +30,15 @@ pub fn secret_header(value: &str) -> Option<HeaderValue> {
 /// Sends `body` and returns the response if its status is 2xx.
 pub async fn post_json(
     client: &reqwest::Client,
-    url: &str,
+    url: Option<&reqwest::Url>,
     headers: HeaderMap,
     body: &impl serde::Serialize,
 ) -> Result<Response, ProviderError> {
     let response = client
-        .post(url)
+        .post(
+            url.cloned()
+                .ok_or_else(|| ProviderError::Connect("base_url is not a valid URL".into()))?,
+        )
         .headers(headers)
         .json(body)
         .send()

@@ -6,8 +6,8 @@
 mod anthropic;
 mod http;
 mod mock;
-mod openai;
-mod sse;
+pub mod openai;
+pub mod sse;
 
 use std::sync::Arc;
 use std::time::Duration;

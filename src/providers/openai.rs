@@ -19,7 +19,8 @@ const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
 pub struct OpenAi {
     client: reqwest::Client,
-    url: String,
+    /// Parsed once: `None` only if `base_url` is not a URL (validation refuses that).
+    url: Option<reqwest::Url>,
     api_key: Option<SecretString>,
 }
 
@@ -28,7 +29,7 @@ impl OpenAi {
         let base = config.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
         Self {
             client,
-            url: endpoint(base, "chat/completions"),
+            url: reqwest::Url::parse(&endpoint(base, "chat/completions")).ok(),
             api_key: config.api_key.clone(),
         }
     }
@@ -47,8 +48,9 @@ impl OpenAi {
     }
 }
 
+/// The upstream request body (public for `benches/hot_path.rs`).
 #[derive(Serialize)]
-struct Body<'a> {
+pub struct Body<'a> {
     model: &'a str,
     messages: &'a [Message],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,7 +74,7 @@ struct StreamOptions {
 }
 
 impl<'a> Body<'a> {
-    fn new(req: &'a ProviderRequest, stream: bool) -> Self {
+    pub fn new(req: &'a ProviderRequest, stream: bool) -> Self {
         Self {
             model: &req.model,
             messages: &req.messages,
@@ -90,8 +92,9 @@ impl<'a> Body<'a> {
     }
 }
 
+/// A whole upstream answer (public for `benches/hot_path.rs`).
 #[derive(Deserialize)]
-struct Response {
+pub struct Response {
     choices: Vec<Choice>,
     #[serde(default)]
     usage: Option<WireUsage>,
@@ -128,7 +131,7 @@ impl From<WireUsage> for Usage {
 }
 
 impl Response {
-    fn into_completion(self) -> Result<Completion, ProviderError> {
+    pub fn into_completion(self) -> Result<Completion, ProviderError> {
         let choice = self
             .choices
             .into_iter()
@@ -168,7 +171,7 @@ struct Delta {
 
 /// Reads `data: {chunk}` lines until `data: [DONE]`.
 #[derive(Default)]
-struct ChunkReader {
+pub struct ChunkReader {
     finish_reason: Option<String>,
     usage: Usage,
 }
@@ -231,7 +234,7 @@ impl Provider for OpenAi {
         async move {
             let response = post_json(
                 &self.client,
-                &self.url,
+                self.url.as_ref(),
                 self.headers(req),
                 &Body::new(req, false),
             )
@@ -248,7 +251,7 @@ impl Provider for OpenAi {
         async move {
             let response = post_json(
                 &self.client,
-                &self.url,
+                self.url.as_ref(),
                 self.headers(req),
                 &Body::new(req, true),
             )

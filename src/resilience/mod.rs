@@ -210,8 +210,8 @@ fn record_attempt<A: Attempt>(
 ) {
     let elapsed = started.elapsed();
     let latency_ms = elapsed.as_millis() as u64;
-    let provider = &*target.provider.name;
-    let model = &*target.model;
+    let provider = &target.provider.name;
+    let model = &target.model;
     match result {
         Ok(output) => {
             metrics.upstream_attempt(provider, model, "success", elapsed.as_secs_f64());
@@ -220,8 +220,8 @@ fn record_attempt<A: Attempt>(
                 metrics.tokens(provider, model, usage);
             }
             tracing::info!(
-                provider,
-                model,
+                provider = &**provider,
+                model = &**model,
                 attempt,
                 outcome = "success",
                 latency_ms,
@@ -234,9 +234,9 @@ fn record_attempt<A: Attempt>(
             let outcome = error.outcome();
             metrics.upstream_attempt(provider, model, outcome, elapsed.as_secs_f64());
             if error.class() == Class::Misconfigured {
-                tracing::error!(provider, model, attempt, outcome, latency_ms, %error, "upstream refused us: check the provider's key, base_url and model");
+                tracing::error!(provider = &**provider, model = &**model, attempt, outcome, latency_ms, %error, "upstream refused us: check the provider's key, base_url and model");
             } else {
-                tracing::warn!(provider, model, attempt, outcome, latency_ms, %error, "upstream attempt");
+                tracing::warn!(provider = &**provider, model = &**model, attempt, outcome, latency_ms, %error, "upstream attempt");
             }
         }
     }

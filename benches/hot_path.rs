@@ -1,0 +1,301 @@
+//! Criterion micro-benchmarks of chatgate's per-request hot path, through the
+//! library's public API: the key check, the rate limiter, request parsing and
+//! the upstream body, upstream answer and stream-chunk translation, and one
+//! whole request through the full middleware stack (mock provider, in process,
+//! no sockets). `cargo bench --bench hot_path`; about a minute in all.
+//! End-to-end figures over real HTTP come from `bench/run.sh` (BENCHMARKS.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::VecDeque;
+use std::hint::black_box;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use chatgate::chat::ChatRequest;
+use chatgate::config::{
+    AuthConfig, ClientKeyConfig, Environment, LoadOptions, LogFormat, LoggingConfig, sha256_hex,
+};
+use chatgate::limiter::{Bucket, Decision, MemoryLimiter, Rate};
+use chatgate::middleware::auth::KeyStore;
+use chatgate::models::Model;
+use chatgate::providers::ProviderRequest;
+use chatgate::providers::openai::{Body as UpstreamBody, ChunkReader, Response as UpstreamAnswer};
+use chatgate::providers::sse::Translate;
+use chatgate::routes::openai::Body as ClientBody;
+
+const KEY: &str = "bench-key-0123456789abcdef";
+
+/// The chat body `bench/run.sh` sends.
+const CHAT_BODY: &str = r#"{"model":"default","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Hello! Could you tell me what the weather is usually like in Lisbon in May?"}],"max_tokens":64,"temperature":0.2}"#;
+
+/// The fixed upstream answer `bench/run.sh` serves from nginx.
+const UPSTREAM_ANSWER: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Lisbon in May is usually warm and sunny, around 20 to 24 degrees, with little rain.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":31,"completion_tokens":21,"total_tokens":52}}"#;
+
+fn key_store(keys: usize) -> KeyStore {
+    let mut config = AuthConfig::default();
+    for i in 0..keys {
+        let key = if i == 0 {
+            KEY.to_owned()
+        } else {
+            format!("other-{i}")
+        };
+        config.keys.insert(
+            format!("key{i}"),
+            ClientKeyConfig {
+                sha256: Some(sha256_hex(&key).into()),
+                ..Default::default()
+            },
+        );
+    }
+    KeyStore::new(&config)
+}
+
+fn auth(c: &mut Criterion) {
+    let mut g = c.benchmark_group("auth");
+    for keys in [1, 10] {
+        let store = key_store(keys);
+        g.bench_function(format!("verify_{keys}_keys"), |b| {
+            b.iter(|| store.verify(black_box(KEY)))
+        });
+    }
+    g.finish();
+}
+
+fn limiter(c: &mut Criterion) {
+    // Limits so high that every check is allowed: the common case, measured.
+    let high = Rate::new(u32::MAX, u32::MAX).unwrap();
+    let limiter = MemoryLimiter::new(high, [("bench".to_owned(), high)]);
+    let mut g = c.benchmark_group("limiter");
+    let ip: IpAddr = [203, 0, 113, 7].into();
+    g.bench_function("check_same_ip", |b| {
+        b.iter(|| {
+            assert_eq!(
+                limiter.check_now(Bucket::Ip(black_box(ip))),
+                Decision::Allow
+            )
+        })
+    });
+    // 10,000 clients in rotation: the keyed map is bigger than the caches.
+    let mut n: u32 = 0;
+    g.bench_function("check_10k_ips", |b| {
+        b.iter(|| {
+            n = (n + 1) % 10_000;
+            limiter.check_now(Bucket::Ip(IpAddr::from((0x0a00_0000 + n).to_be_bytes())))
+        })
+    });
+    g.bench_function("check_key", |b| {
+        b.iter(|| limiter.check_now(Bucket::Key(black_box("bench"))))
+    });
+    g.finish();
+}
+
+fn model() -> Model {
+    Model {
+        name: Arc::from("default"),
+        targets: Vec::new(),
+        max_tokens: Some(400),
+        system_prompt: Some("You are a helpful support assistant.".into()),
+        fallback_message: None,
+    }
+}
+
+/// The handler's work before the upstream call: client JSON → validated
+/// request → the upstream request → the upstream JSON body.
+fn request(c: &mut Criterion) {
+    let model = model();
+    let limits = chatgate::config::ChatConfig::default();
+    let mut g = c.benchmark_group("request");
+    g.throughput(Throughput::Bytes(CHAT_BODY.len() as u64));
+    g.bench_function("parse_validate", |b| {
+        b.iter(|| {
+            let body: ClientBody = serde_json::from_slice(black_box(CHAT_BODY.as_bytes())).unwrap();
+            let (req, _) = body.into_request().unwrap();
+            req.validate(&limits).unwrap();
+            req
+        })
+    });
+    let body: ClientBody = serde_json::from_slice(CHAT_BODY.as_bytes()).unwrap();
+    let (req, _): (ChatRequest, bool) = body.into_request().unwrap();
+    g.bench_function("upstream_body", |b| {
+        b.iter(|| {
+            let mut up: ProviderRequest = model.upstream_request(black_box(&req), "req-0123");
+            up.model = "gpt-4o-mini".into();
+            serde_json::to_vec(&UpstreamBody::new(&up, false)).unwrap()
+        })
+    });
+    g.bench_function("parse_to_upstream_body", |b| {
+        b.iter(|| {
+            let body: ClientBody = serde_json::from_slice(black_box(CHAT_BODY.as_bytes())).unwrap();
+            let (req, _) = body.into_request().unwrap();
+            req.validate(&limits).unwrap();
+            let mut up = model.upstream_request(&req, "req-0123");
+            up.model = "gpt-4o-mini".into();
+            serde_json::to_vec(&UpstreamBody::new(&up, false)).unwrap()
+        })
+    });
+    g.finish();
+}
+
+/// Upstream answers into our terms: a whole answer, and one whole stream.
+fn translate(c: &mut Criterion) {
+    let mut g = c.benchmark_group("translate");
+    g.bench_function("upstream_answer", |b| {
+        b.iter(|| {
+            let answer: UpstreamAnswer =
+                serde_json::from_slice(black_box(UPSTREAM_ANSWER.as_bytes())).unwrap();
+            answer.into_completion().unwrap()
+        })
+    });
+    let mut chunks = vec![
+        r#"{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#.to_owned(),
+    ];
+    for w in [
+        "Lisbon",
+        " in",
+        " May",
+        " is",
+        " usually",
+        " warm",
+        " and",
+        " sunny,",
+        " around",
+        " 22",
+        " degrees.",
+    ] {
+        chunks.push(format!(r#"{{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini","choices":[{{"index":0,"delta":{{"content":"{w}"}},"finish_reason":null}}]}}"#));
+    }
+    chunks.push(r#"{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#.to_owned());
+    chunks.push(r#"{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1700000000,"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":31,"completion_tokens":11,"total_tokens":42}}"#.to_owned());
+    chunks.push("[DONE]".to_owned());
+    g.throughput(Throughput::Elements(chunks.len() as u64));
+    g.bench_function("stream_14_chunks", |b| {
+        b.iter(|| {
+            let mut reader = ChunkReader::default();
+            let mut out = VecDeque::new();
+            for data in &chunks {
+                reader.event("message", black_box(data), &mut out).unwrap();
+            }
+            (out, reader.finish().unwrap())
+        })
+    });
+    g.finish();
+}
+
+/// An app on the mock provider, built from `CHATGATE_*` pairs as the binary
+/// would be from its environment (no config files).
+fn build_app(rt: &tokio::runtime::Runtime, extra: &[(&str, &str)]) -> (chatgate::App, Router) {
+    let mut pairs = vec![
+        ("CHATGATE_SERVER__PORT".to_owned(), "0".to_owned()),
+        (
+            "CHATGATE_AUTH__KEYS__BENCH__SHA256".to_owned(),
+            sha256_hex(KEY),
+        ),
+    ];
+    for (k, v) in [
+        (
+            "CHATGATE_AUTH__KEYS__BENCH__REQUESTS_PER_MINUTE",
+            "60000000",
+        ),
+        ("CHATGATE_AUTH__KEYS__BENCH__BURST", "1000000"),
+        (
+            "CHATGATE_RATE_LIMIT__PER_IP_REQUESTS_PER_MINUTE",
+            "60000000",
+        ),
+        ("CHATGATE_RATE_LIMIT__PER_IP_BURST", "1000000"),
+        ("CHATGATE_LOGGING__FORMAT", "json"),
+    ]
+    .iter()
+    .chain(extra)
+    {
+        pairs.push(((*k).to_owned(), (*v).to_owned()));
+    }
+    let opts = LoadOptions {
+        config_dir: std::env::temp_dir().join("chatgate-bench-no-config-dir"),
+        app_env: Some("development".into()),
+        extra_file: None,
+        env: Environment::from_pairs(pairs),
+    };
+    let config = chatgate::config::load(&opts).unwrap();
+    let app = rt.block_on(chatgate::App::build(config)).unwrap();
+    let router = chatgate::routes::router(app.state().clone(), Router::new());
+    (app, router)
+}
+
+/// One whole request through the router and every middleware layer, answered
+/// by the mock provider: no sockets, but auth, both limits, the request log
+/// (JSON, info, written to a sink) and metrics included. Variants take one
+/// piece away, so the difference is that piece's cost.
+fn full_stack(c: &mut Criterion) {
+    let logging = LoggingConfig {
+        level: "info".into(),
+        format: LogFormat::Json,
+    };
+    let _ = tracing::subscriber::set_global_default(chatgate::telemetry::subscriber(
+        &logging,
+        None,
+        std::io::sink,
+    ));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (app, router) = build_app(&rt, &[]);
+    let (app_no_auth, router_no_auth) = build_app(&rt, &[("CHATGATE_AUTH__ENABLED", "false")]);
+    let peer: SocketAddr = ([127, 0, 0, 1], 40000).into();
+    let request = |body: &'static str| {
+        Request::post("/api/v1/chat/completions")
+            .header("authorization", format!("Bearer {KEY}"))
+            .header("content-type", "application/json")
+            .extension(ConnectInfo(peer))
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let call = |router: &Router, req: Request<Body>| {
+        let router = router.clone();
+        rt.block_on(async move {
+            let response = router.oneshot(req).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.into_body().collect().await.unwrap().to_bytes()
+        })
+    };
+    let stream_body: &'static str = CHAT_BODY.replace("}]", "}],\"stream\":true").leak();
+    let mut g = c.benchmark_group("full_stack");
+    g.bench_function("chat_completions_mock", |b| {
+        b.iter(|| call(&router, request(CHAT_BODY)))
+    });
+    g.bench_function("chat_completions_mock_stream", |b| {
+        b.iter(|| call(&router, request(stream_body)))
+    });
+    g.bench_function("chat_completions_mock_no_logs", |b| {
+        let quiet = tracing::subscriber::NoSubscriber::default();
+        tracing::subscriber::with_default(quiet, || b.iter(|| call(&router, request(CHAT_BODY))))
+    });
+    g.bench_function("chat_completions_mock_auth_off", |b| {
+        b.iter(|| call(&router_no_auth, request(CHAT_BODY)))
+    });
+    g.finish();
+    drop((app, app_no_auth));
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = hot_path;
+    config = config();
+    targets = auth, limiter, request, translate, full_stack
+}
+criterion_main!(hot_path);
