@@ -5,12 +5,11 @@ use std::collections::VecDeque;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use reqwest::header::{HeaderMap, HeaderValue};
-use secrecy::{ExposeSecret, SecretString};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::http::{endpoint, json_body, post_json, secret_header};
+use super::http::{Endpoint, json_body};
 use super::sse::{Translate, events};
 use super::{EventStream, Provider, ProviderError, ProviderRequest};
 use crate::chat::{Completion, Role, StreamEvent, Usage};
@@ -23,39 +22,27 @@ const ANTHROPIC_VERSION: &str = "2023-06-01";
 pub const DEFAULT_MAX_TOKENS: u32 = 1024;
 
 pub struct Anthropic {
-    client: reqwest::Client,
-    /// Parsed once: `None` only if `base_url` is not a URL (validation refuses that).
-    url: Option<reqwest::Url>,
-    api_key: Option<SecretString>,
+    endpoint: Endpoint,
 }
 
 impl Anthropic {
     pub fn new(config: &ProviderConfig, client: reqwest::Client) -> Self {
-        let base = config.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
-        Self {
-            client,
-            url: reqwest::Url::parse(&endpoint(base, "messages")).ok(),
-            api_key: config.api_key.clone(),
-        }
-    }
-
-    fn headers(&self, req: &ProviderRequest) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        if let Some(v) = self
-            .api_key
-            .as_ref()
-            .and_then(|k| secret_header(k.expose_secret()))
-        {
-            headers.insert("x-api-key", v);
-        }
-        headers.insert(
+        let x_api_key = |key: &str| (HeaderName::from_static("x-api-key"), key.to_owned());
+        let mut fixed = HeaderMap::new();
+        fixed.insert(
             "anthropic-version",
             HeaderValue::from_static(ANTHROPIC_VERSION),
         );
-        if let Ok(v) = HeaderValue::from_str(&req.request_id) {
-            headers.insert("x-request-id", v);
+        Self {
+            endpoint: Endpoint::new(
+                client,
+                config,
+                DEFAULT_BASE_URL,
+                "messages",
+                x_api_key,
+                fixed,
+            ),
         }
-        headers
     }
 }
 
@@ -254,13 +241,10 @@ impl Provider for Anthropic {
         req: &'a ProviderRequest,
     ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
         async move {
-            let response = post_json(
-                &self.client,
-                self.url.as_ref(),
-                self.headers(req),
-                &Body::new(req, false),
-            )
-            .await?;
+            let response = self
+                .endpoint
+                .post(&req.request_id, &Body::new(req, false))
+                .await?;
             Ok(json_body::<Response>(response).await?.into_completion())
         }
         .boxed()
@@ -271,13 +255,10 @@ impl Provider for Anthropic {
         req: &'a ProviderRequest,
     ) -> BoxFuture<'a, Result<EventStream, ProviderError>> {
         async move {
-            let response = post_json(
-                &self.client,
-                self.url.as_ref(),
-                self.headers(req),
-                &Body::new(req, true),
-            )
-            .await?;
+            let response = self
+                .endpoint
+                .post(&req.request_id, &Body::new(req, true))
+                .await?;
             Ok(events(response, EventReader::default()))
         }
         .boxed()

@@ -2,12 +2,14 @@
 //! request, map transport failures and statuses to `ProviderError`, read
 //! bodies with a size cap, and never keep an upstream's raw error body.
 
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Response, StatusCode};
+use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::ProviderError;
+use crate::config::ProviderConfig;
 use crate::resilience::parse_retry_after;
 
 /// Largest upstream body we read; a larger one is an unusable answer.
@@ -21,47 +23,88 @@ pub fn endpoint(base_url: &str, path: &str) -> String {
 }
 
 /// A header value for a secret: marked sensitive so hyper/h2 never index or log it.
-pub fn secret_header(value: &str) -> Option<HeaderValue> {
+fn secret_header(value: &str) -> Option<HeaderValue> {
     let mut v = HeaderValue::from_str(value).ok()?;
     v.set_sensitive(true);
     Some(v)
 }
 
-/// Sends `body` and returns the response if its status is 2xx.
-pub async fn post_json(
-    client: &reqwest::Client,
-    url: Option<&reqwest::Url>,
+/// One provider endpoint: the shared client, the URL (parsed once) and the
+/// headers every request carries, the key among them (built once, marked
+/// sensitive). The HTTP providers differ only in their bodies and readers.
+pub struct Endpoint {
+    client: reqwest::Client,
+    /// `None` only if `base_url` is not a URL (validation refuses that).
+    url: Option<reqwest::Url>,
     headers: HeaderMap,
-    body: &impl serde::Serialize,
-) -> Result<Response, ProviderError> {
-    let response = client
-        .post(
-            url.cloned()
-                .ok_or_else(|| ProviderError::Connect("base_url is not a valid URL".into()))?,
-        )
-        .headers(headers)
-        .json(body)
-        .send()
-        .await
-        .map_err(transport)?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
+}
+
+impl Endpoint {
+    /// `auth` turns the provider's key into its header; `fixed` adds headers of the API.
+    pub fn new(
+        client: reqwest::Client,
+        config: &ProviderConfig,
+        default_base_url: &str,
+        path: &str,
+        auth: impl FnOnce(&str) -> (HeaderName, String),
+        fixed: HeaderMap,
+    ) -> Self {
+        let base = config.base_url.as_deref().unwrap_or(default_base_url);
+        let mut headers = fixed;
+        if let Some(key) = &config.api_key {
+            let (name, value) = auth(key.expose_secret());
+            if let Some(value) = secret_header(&value) {
+                headers.insert(name, value);
+            }
+        }
+        Self {
+            client,
+            url: reqwest::Url::parse(&endpoint(base, path)).ok(),
+            headers,
+        }
     }
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
-    let detail = read_limited(response, MAX_ERROR_BODY)
-        .await
-        .ok()
-        .and_then(|b| error_code(&b));
-    Err(ProviderError::Status {
-        status: status.as_u16(),
-        retry_after,
-        detail,
-    })
+
+    /// Sends `body` (with the request id) and returns the response if its status is 2xx.
+    pub async fn post(
+        &self,
+        request_id: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<Response, ProviderError> {
+        let url = self
+            .url
+            .clone()
+            .ok_or_else(|| ProviderError::Connect("base_url is not a valid URL".into()))?;
+        let mut headers = self.headers.clone();
+        if let Ok(id) = HeaderValue::from_str(request_id) {
+            headers.insert("x-request-id", id);
+        }
+        let response = self
+            .client
+            .post(url)
+            .headers(headers)
+            .json(body)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let detail = read_limited(response, MAX_ERROR_BODY)
+            .await
+            .ok()
+            .and_then(|b| error_code(&b));
+        Err(ProviderError::Status {
+            status: status.as_u16(),
+            retry_after,
+            detail,
+        })
+    }
 }
 
 /// Reads and parses a whole 2xx JSON body.

@@ -5,11 +5,10 @@ use std::collections::VecDeque;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
-use secrecy::{ExposeSecret, SecretString};
+use reqwest::header::{AUTHORIZATION, HeaderMap};
 use serde::{Deserialize, Serialize};
 
-use super::http::{endpoint, json_body, post_json, secret_header};
+use super::http::{Endpoint, json_body};
 use super::sse::{Translate, events};
 use super::{EventStream, Provider, ProviderError, ProviderRequest};
 use crate::chat::{Completion, Message, StreamEvent, Usage};
@@ -18,33 +17,22 @@ use crate::config::ProviderConfig;
 const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
 pub struct OpenAi {
-    client: reqwest::Client,
-    /// Parsed once: `None` only if `base_url` is not a URL (validation refuses that).
-    url: Option<reqwest::Url>,
-    api_key: Option<SecretString>,
+    endpoint: Endpoint,
 }
 
 impl OpenAi {
     pub fn new(config: &ProviderConfig, client: reqwest::Client) -> Self {
-        let base = config.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
+        let bearer = |key: &str| (AUTHORIZATION, format!("Bearer {key}"));
         Self {
-            client,
-            url: reqwest::Url::parse(&endpoint(base, "chat/completions")).ok(),
-            api_key: config.api_key.clone(),
+            endpoint: Endpoint::new(
+                client,
+                config,
+                DEFAULT_BASE_URL,
+                "chat/completions",
+                bearer,
+                HeaderMap::new(),
+            ),
         }
-    }
-
-    fn headers(&self, req: &ProviderRequest) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        if let Some(key) = &self.api_key
-            && let Some(v) = secret_header(&format!("Bearer {}", key.expose_secret()))
-        {
-            headers.insert(AUTHORIZATION, v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&req.request_id) {
-            headers.insert("x-request-id", v);
-        }
-        headers
     }
 }
 
@@ -232,13 +220,10 @@ impl Provider for OpenAi {
         req: &'a ProviderRequest,
     ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
         async move {
-            let response = post_json(
-                &self.client,
-                self.url.as_ref(),
-                self.headers(req),
-                &Body::new(req, false),
-            )
-            .await?;
+            let response = self
+                .endpoint
+                .post(&req.request_id, &Body::new(req, false))
+                .await?;
             json_body::<Response>(response).await?.into_completion()
         }
         .boxed()
@@ -249,13 +234,10 @@ impl Provider for OpenAi {
         req: &'a ProviderRequest,
     ) -> BoxFuture<'a, Result<EventStream, ProviderError>> {
         async move {
-            let response = post_json(
-                &self.client,
-                self.url.as_ref(),
-                self.headers(req),
-                &Body::new(req, true),
-            )
-            .await?;
+            let response = self
+                .endpoint
+                .post(&req.request_id, &Body::new(req, true))
+                .await?;
             Ok(events(response, ChunkReader::default()))
         }
         .boxed()
