@@ -31,7 +31,15 @@ pub fn redact_opt<S: Serializer>(
     }
 }
 
-/// Lower-case hex SHA-256 of a key, as stored in config files.
+/// Lower-case hex SHA-256 of a key, as stored in config files
+/// (what `chatgate hash-key KEY` prints).
+///
+/// ```
+/// assert_eq!(
+///     chatgate::config::sha256_hex("dev-key"),
+///     "7e9f8fd111802be56c379d597842e29b2cebd35ff2133d431a49fa556a18704e",
+/// );
+/// ```
 pub fn sha256_hex(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
