@@ -131,6 +131,8 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
         .tcp_nodelay(true)
+        // LLM APIs never redirect; following one could carry the key elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("chatgate/", env!("CARGO_PKG_VERSION")))
         .build()
 }
