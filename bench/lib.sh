@@ -77,6 +77,33 @@ cpu_ticks() {
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
+# Busy clock ticks of the whole machine (user, nice, system, irq, softirq, steal).
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
+
+# Sets CHILD_TICKS: clock ticks of this shell's finished children (wrk runs
+# there), from `times`, which must run in this shell, not in a $(…) subshell.
+read_child_ticks() {
+  times >"$WORK/times.txt"
+  CHILD_TICKS=$(awk -v hz="$CLK_TCK" 'NR == 2 {
+    t = 0
+    for (i = 1; i <= 2; i++) {split($i, p, /[ms]/); t += (p[1] * 60 + p[2]) * hz}
+    printf "%d\n", t
+  }' "$WORK/times.txt")
+}
+
+# Clock ticks of every process in the sessions this script started.
+our_ticks() {
+  local ids=" ${STARTED[*]} " total=0 stat stat_line rest fields
+  for stat in /proc/[0-9]*/stat; do
+    read -r stat_line 2>/dev/null <"$stat" || continue
+    rest=${stat_line##*) }
+    read -ra fields <<<"$rest"
+    [[ $ids == *" ${fields[3]} "* ]] || continue
+    total=$((total + fields[11] + fields[12]))
+  done
+  echo "$total"
+}
+
 # ---------------------------------------------------------------- installs
 SUDO=""
 [[ $(id -u) == 0 ]] || SUDO="sudo"
@@ -244,23 +271,32 @@ wrk_run() { # url key conc seconds -> RESULT line
 field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 
 LOAD_TSV="$WORK/load.tsv"
-printf 'target\tconc\trps\tp50_us\tp99_us\tcpu_ms_per_req\trequests\terrors\n' >"$LOAD_TSV"
+printf 'target\tconc\trps\tp50_us\tp99_us\tcpu_ms_per_req\trequests\terrors\tother_cpu_pct\n' >"$LOAD_TSV"
 
-# One load run after a warm-up: requests/s, p50/p99, and CPU per request of
-# every process in session $sid (the target and its children).
+# One load run after a warm-up: requests/s, p50/p99, CPU per request of
+# every process in session $sid (the target and its children), and how busy
+# processes outside the benchmark kept the machine meanwhile (% of all cores:
+# machine busy time minus our sessions' and wrk's).
 measure() { # label url key conc sid
   local label=$1 url=$2 key=$3 conc=$4 sid=$5 before after out req dur errs
+  local m0 m1 o0 o1 c0 c1 other
   wrk_run "$url" "$key" 50 "$WARMUP" >/dev/null
+  read_child_ticks
+  m0=$(machine_ticks) o0=$(our_ticks) c0=$CHILD_TICKS
   before=$(cpu_ticks "$sid")
   out=$(wrk_run "$url" "$key" "$conc" "$DURATION")
   after=$(cpu_ticks "$sid")
+  read_child_ticks
+  m1=$(machine_ticks) o1=$(our_ticks) c1=$CHILD_TICKS
+  other=$(((m1 - m0) - (o1 - o0) - (c1 - c0)))
   req=$(field requests "$out")
   dur=$(field duration_us "$out")
   errs=$(($(field status_errors "$out") + $(field connect_errors "$out") + $(field read_errors "$out") + $(field write_errors "$out") + $(field timeouts "$out")))
   awk -v t="$label" -v c="$conc" -v r="$req" -v d="$dur" -v p50="$(field p50_us "$out")" \
     -v p99="$(field p99_us "$out")" -v cpu=$((after - before)) -v hz="$CLK_TCK" -v e="$errs" \
-    'BEGIN {printf "%s\t%d\t%.0f\t%d\t%d\t%.4f\t%d\t%d\n", t, c, r / (d / 1e6), p50, p99, (cpu * 1000 / hz) / (r > 0 ? r : 1), r, e}' >>"$LOAD_TSV"
-  log "$label c=$conc: $(tail -1 "$LOAD_TSV" | cut -f3- | tr '\t' ' ') (rps p50us p99us cpu-ms/req requests errors)"
+    -v o="$other" -v n="$(nproc)" \
+    'BEGIN {printf "%s\t%d\t%.0f\t%d\t%d\t%.4f\t%d\t%d\t%.1f\n", t, c, r / (d / 1e6), p50, p99, (cpu * 1000 / hz) / (r > 0 ? r : 1), r, e, (o > 0 ? o : 0) * 100 / (hz * n * d / 1e6)}' >>"$LOAD_TSV"
+  log "$label c=$conc: $(tail -1 "$LOAD_TSV" | cut -f3- | tr '\t' ' ') (rps p50us p99us cpu-ms/req requests errors other-cpu%)"
 }
 
 # p50 and p99 (tab-separated) of sorted numbers on stdin.

@@ -11,7 +11,7 @@
 set -euo pipefail
 DURATION=${BENCH_DURATION:-10}
 
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_tools
 command -v perf >/dev/null || command -v valgrind >/dev/null || apt_install linux-perf valgrind

@@ -24,7 +24,7 @@ for arg in "$@"; do
   case "$arg" in
     --with-litellm) WITH_LITELLM=1 ;;
     --quick) QUICK=1 ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -42,7 +42,7 @@ QUIET_TRIES=${BENCH_QUIET_TRIES:-30}
 PACE_MS=${BENCH_PACE_MS:-10}
 LITELLM_VERSION=${LITELLM_VERSION:-1.106.2}
 
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 STARTED_AT=$(date +%s)
 
@@ -197,8 +197,8 @@ REPORT="$RESULTS/$STAMP.md"
   echo
   echo "## Load"
   echo
-  echo "| target | conc | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | CPU ms/req | requests | errors |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| target | conc | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | CPU ms/req | requests | errors | other CPU % |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   awk -F'\t' 'NR == 1 {next}
     function key(t, c) {return c (t ~ /-paced$/ ? "p" : "")}
     {rows[NR] = $0; if ($1 ~ /^nginx-direct/) {b50[key($1, $2)] = $4; b99[key($1, $2)] = $5}}
@@ -209,11 +209,12 @@ REPORT="$RESULTS/$STAMP.md"
         base = (k in b50) && f[1] !~ /^nginx-direct/
         a50 = base ? sprintf("%.3f", (f[4] - b50[k]) / 1000) : "-"
         a99 = base ? sprintf("%.3f", (f[5] - b99[k]) / 1000) : "-"
-        printf "| %s | %d | %d | %.3f | %.3f | %s | %s | %.4f | %d | %d |\n", f[1], f[2], f[3], f[4] / 1000, f[5] / 1000, a50, a99, f[6], f[7], f[8]
+        printf "| %s | %d | %d | %.3f | %.3f | %s | %s | %.4f | %d | %d | %.1f |\n", f[1], f[2], f[3], f[4] / 1000, f[5] / 1000, a50, a99, f[6], f[7], f[8], f[9]
       }
     }' "$LOAD_TSV"
   echo
   echo "- CPU ms/req: utime+stime of the target's processes (nginx: master and worker) over the run, divided by the requests answered."
+  echo "- other CPU %: busy time of processes outside this benchmark during the run, as a share of all $(nproc) cores (machine busy time from /proc/stat minus the benchmark's processes and wrk); above a few % the row was measured on a shared machine."
   echo "- added: the target's percentile minus nginx-direct's at the same concurrency (chatgate's figure includes its own call to nginx)."
   echo "- *-paced: c=50 with each connection pausing ${PACE_MS} ms after every answer (wrk's delay()), i.e. below saturation; the pause is not counted in the latency."
   if grep -q '^chatgate-redis' "$LOAD_TSV"; then
