@@ -10,7 +10,7 @@ mod secrets;
 mod validate;
 
 pub use load::{Environment, LoadOptions, load};
-pub use secrets::{Redacted, sha256_hex};
+pub use secrets::sha256_hex;
 pub use validate::Problem;
 
 use std::collections::BTreeMap;

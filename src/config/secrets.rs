@@ -10,16 +10,6 @@ pub const REDACTED: &str = "[REDACTED]";
 /// The development key documented in the README; production refuses it.
 pub const DEV_KEY: &str = "dev-key";
 
-/// Marker type whose only representation is `[REDACTED]`.
-#[derive(Debug, Clone, Copy)]
-pub struct Redacted;
-
-impl std::fmt::Display for Redacted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(REDACTED)
-    }
-}
-
 /// Serializes a present secret as `[REDACTED]` and an absent one as nothing.
 pub fn redact_opt<S: Serializer>(
     value: &Option<SecretString>,

@@ -4,7 +4,6 @@
 //! Each request takes the next scripted reply; the last one repeats.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -339,6 +338,3 @@ fn sse(
         .body(Body::from_stream(stream))
         .unwrap()
 }
-
-#[allow(dead_code)]
-fn _assert_infallible(_: Infallible) {}
