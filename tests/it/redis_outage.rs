@@ -1,18 +1,15 @@
 //! The Redis backend when Redis fails: killed mid-traffic (local fallback,
 //! then shared limits again after a restart), `on_redis_error = "deny"`,
 //! start-up while Redis is down, and the Redis URL kept secret throughout.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::time::Duration;
 
+use crate::support::binary::Binary;
+use crate::support::cli::{chatgate, run};
+use crate::support::redis::{RedisServer, spawn_on, wait_degraded, wait_shared};
+use crate::support::*;
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::binary::Binary;
-use support::cli::{chatgate, run};
-use support::redis::{RedisServer, spawn_on, wait_degraded, wait_shared};
-use support::*;
 
 /// `[rate_limit]` with a refill so slow that no token comes back mid-test.
 fn ip_limit(burst: u32) -> String {

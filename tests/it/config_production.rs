@@ -1,8 +1,5 @@
 //! The production profile's refusals, in-process: each unsafe change to a
 //! valid production config is refused on its own, named by its key path.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use chatgate::Config;
 use chatgate::config::{Environment, LoadOptions, Problem, load, sha256_hex};

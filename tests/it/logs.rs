@@ -1,13 +1,10 @@
 //! Logs of the real binary (JSON, RUST_LOG=trace): one structured event per
 //! request with the contract's fields, and no secret, Authorization value,
 //! prompt or answer anywhere in stdout or stderr, at any level.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::binary::Binary;
+use crate::support::*;
 use serde_json::{Value, json};
-use support::binary::Binary;
-use support::*;
 
 const CLIENT_KEY: &str = "ck-LOGTEST-client-key-5d41402abc4b2a76";
 const UPSTREAM_SECRET: &str = "sk-LOGTEST-upstream-key-7d793037a0760186";

@@ -1,16 +1,13 @@
 //! Every error status of the contract's table, produced over real HTTP, each
 //! with the one JSON shape `{"error": {"code", "message", "request_id"}}`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::time::Duration;
 
+use crate::support::*;
 use axum::Router;
 use axum::routing::get;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use serde_json::{Value, json};
-use support::*;
 
 /// Checks status, content type and the error shape; `request_id` must equal
 /// the response's `x-request-id`. Returns the headers and the error object.

@@ -1,14 +1,11 @@
 //! The circuit breaker per provider, over real HTTP: failed requests open it,
 //! an open circuit costs no upstream call, after the cooldown exactly one trial
 //! goes through, and readiness turns 503 when the default model is all open.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 const STATE: &str = "chatgate_circuit_breaker_state";
 

@@ -1,14 +1,11 @@
 //! Calling providers: retries on the same target, `Retry-After`, what is never
 //! retried, failover, the fallback message, and the timeouts, over real HTTP
 //! with scripted upstreams whose call counts prove what was tried.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 /// The upstream's error bodies carry this; no answer of ours may.
 const SECRET: &str = "SECRET-UPSTREAM-DETAIL";

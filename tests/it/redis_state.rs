@@ -1,15 +1,12 @@
 //! Rate limits on both state backends: one behavioural suite run against the
 //! memory and the Redis backend, then what only Redis gives: one limit shared
 //! by every replica, and keys that expire.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::redis::{RedisServer, spawn_on, wait_shared};
+use crate::support::*;
 use chatgate::config::sha256_hex;
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::redis::{RedisServer, spawn_on, wait_shared};
-use support::*;
 
 /// A state backend to run the suite against; the Redis one owns its server.
 struct Backend {

@@ -1,14 +1,11 @@
 //! The `/metrics` endpoint itself over real HTTP: histogram shape, route
 //! labels that stay bounded whatever paths clients send, and the optional
 //! bearer token (`metrics.token`).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::observability::{label_values, series};
+use crate::support::*;
 use chatgate::metrics::{HTTP_DURATION, HTTP_REQUESTS, UPSTREAM_DURATION};
 use serde_json::{Value, json};
-use support::observability::{label_values, series};
-use support::*;
 
 #[tokio::test]
 async fn duration_histograms_have_buckets_from_10ms_to_120s_a_sum_and_a_count_per_request() {

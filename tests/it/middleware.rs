@@ -1,16 +1,13 @@
 //! The tower stack over real HTTP: request ids, security headers (HSTS in
 //! production only), CORS, and the slow-client guard.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::time::Duration;
 
+use crate::support::*;
 use axum::Router;
 use axum::routing::get;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn upstream_model(up: &Upstream) -> String {

@@ -1,14 +1,11 @@
 //! Graceful shutdown of the real binary: on SIGTERM or SIGINT it stops taking
 //! connections, lets in-flight answers and streams finish, and exits 0.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::time::Duration;
 
+use crate::support::process::Gateway;
+use crate::support::*;
 use serde_json::{Value, json};
-use support::process::Gateway;
-use support::*;
 
 const DRAINING: &str = "shutting down: draining in-flight requests";
 /// Long enough for the signal to land while an answer is still on its way.

@@ -1,15 +1,12 @@
 //! The `chatgate` binary as users run it: the shipped config on a fresh clone,
 //! the shipped profiles, `--config`, `.env`, `check-config` (redaction, every
 //! problem at once), `hash-key` and `healthcheck`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::path::Path;
 
+use crate::support::cli::{Served, chatgate, fresh_clone, run};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::cli::{Served, chatgate, fresh_clone, run};
 
 const REDACTED: &str = "[REDACTED]";
 

@@ -1,14 +1,11 @@
 //! A client that disconnects cancels the upstream call, for whole answers too
 //! (streams are covered with the other stream tests).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 /// Sets its flag when dropped: the upstream handler's future was cancelled.
 struct OnDrop(Arc<AtomicBool>);

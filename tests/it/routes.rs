@@ -1,11 +1,8 @@
 //! Core routes over real HTTP: native and OpenAI-compatible chat (JSON and
 //! SSE), models, health; both providers' translation both ways.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 #[tokio::test]
 async fn native_chat_answers_with_the_mock_provider() {

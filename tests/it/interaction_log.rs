@@ -2,17 +2,14 @@
 //! (streamed ones too) with its audit fields, prompt and answer text redacted,
 //! no key ever written, sampling, and a full queue that drops lines (counted)
 //! instead of holding up a chat.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::support::observability::{StuckFifo, interaction_log_toml, log_lines, series};
+use crate::support::*;
 use chatgate::metrics::INTERACTIONS_DROPPED;
 use serde_json::{Value, json};
-use support::observability::{StuckFifo, interaction_log_toml, log_lines, series};
-use support::*;
 
 /// An app whose interaction log (every chat sampled) goes to a fresh file.
 async fn logged_app(extra: &str) -> (TestApp, PathBuf, tempfile::TempDir) {

@@ -5,12 +5,9 @@
 //! The SDK lives in a virtualenv whose python `CHATGATE_SDK_PYTHON` names
 //! (`.ci/run` creates it). Without it the test is skipped loudly, except
 //! under CI, where it fails.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 #[tokio::test]
 async fn official_openai_sdk_works_unchanged_with_strict_validation() {
@@ -25,7 +22,10 @@ async fn official_openai_sdk_works_unchanged_with_strict_validation() {
         return;
     };
     let app = spawn_app("[models.other]\ntargets = [\"mock:echo\"]\n").await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk_check.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/it/sdk/openai_sdk_check.py"
+    );
     let output = tokio::process::Command::new(python)
         .arg(script)
         .arg(app.url("/api/v1"))

@@ -2,18 +2,15 @@
 //! `all_circuits_open` while every target of the default model has an open
 //! circuit, and ready again after the cooldown; 503 `shutting_down` once
 //! shutdown begins, while `/health` stays 200.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::time::Duration;
 
+use crate::support::observability::series;
+use crate::support::*;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chatgate::metrics::CIRCUIT_STATE;
 use serde_json::{Value, json};
-use support::observability::series;
-use support::*;
 use tower::ServiceExt;
 
 #[tokio::test]

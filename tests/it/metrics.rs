@@ -2,19 +2,16 @@
 //! counter after scripted traffic, and the gauges. Each app has its own
 //! recorder, so exact counts are safe. (Histogram shape, route-label bounds
 //! and the token: `metrics_endpoint.rs`.)
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::time::Duration;
 
+use crate::support::observability::series;
+use crate::support::*;
 use chatgate::metrics::{
     CIRCUIT_STATE, FALLBACKS, HTTP_REQUESTS, IN_FLIGHT, RATE_LIMITED, TOKENS, UPSTREAM_DURATION,
     UPSTREAM_REQUESTS, UPSTREAM_RETRIES,
 };
 use serde_json::{Value, json};
-use support::observability::series;
-use support::*;
 
 /// `provider_toml` with one setting replaced.
 fn provider_with(name: &str, kind: &str, up: &Upstream, from: &str, to: &str) -> String {

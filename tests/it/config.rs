@@ -1,9 +1,6 @@
 //! Configuration loading in-process: every layer and its precedence, merging,
 //! durations, `.env`, which `CHATGATE_` variables are config keys, unknown
 //! keys. Environments are injected maps (production's refusals: config_production.rs).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,15 +1,12 @@
 //! Rate limits over real HTTP: per client IP and per client key (GCRA), the
 //! client IP behind trusted and untrusted proxies, and bounded limiter memory.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use crate::support::*;
 use chatgate::limiter::{Bucket, Decision, MemoryLimiter, Rate};
 use serde_json::Value;
-use support::*;
 
 /// Three requests at once per IP, then one a minute.
 const IP_BURST_3: &str = "[rate_limit]\nper_ip_burst = 3\nper_ip_requests_per_minute = 1\n";

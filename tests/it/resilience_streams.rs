@@ -1,14 +1,11 @@
 //! Streams under failure: retried and failed over only before their first
 //! byte, ended by one error after it; a client that leaves cancels the
 //! upstream stream; and many concurrent requests are all answered.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{Value, json};
-use support::*;
 
 async fn upstream(kind: &str) -> Upstream {
     match kind {

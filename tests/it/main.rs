@@ -1,0 +1,25 @@
+//! The one integration-test binary: the real app over real HTTP, one module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod cancellation;
+mod cli;
+mod config;
+mod config_production;
+mod errors;
+mod interaction_log;
+mod logs;
+mod metrics;
+mod metrics_endpoint;
+mod middleware;
+mod openai_sdk;
+mod rate_limits;
+mod readiness;
+mod redis_outage;
+mod redis_state;
+mod resilience;
+mod resilience_circuit;
+mod resilience_streams;
+mod routes;
+mod shutdown;
