@@ -14,6 +14,7 @@ mod metrics;
 mod metrics_endpoint;
 mod middleware;
 mod openai_sdk;
+mod operations;
 mod rate_limits;
 mod readiness;
 mod redis_outage;
