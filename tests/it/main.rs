@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod config_production;
 mod errors;
+mod first_run;
 mod interaction_log;
 mod logs;
 mod metrics;
