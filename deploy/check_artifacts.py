@@ -27,9 +27,7 @@ import yaml
 
 DEPLOY = pathlib.Path("deploy")
 
-# Metric families from the public contract (shared/contract.md, "Metrics"),
-# plus chatgate_state_errors_total (Redis state backend failures) and
-# chatgate_interaction_log_dropped_total (src/metrics.rs).
+# Metric families the README lists under "Operating it" (defined in src/metrics.rs).
 HISTOGRAMS = {
     "chatgate_http_request_duration_seconds",
     "chatgate_upstream_request_duration_seconds",
