@@ -27,9 +27,7 @@ import yaml
 
 DEPLOY = pathlib.Path("deploy")
 
-# Metric families from the public contract (shared/contract.md, "Metrics"),
-# plus chatgate_state_errors_total (Redis state backend failures) and
-# chatgate_interaction_log_dropped_total (src/metrics.rs).
+# Metric families the README lists under "Operating it" (defined in src/metrics.rs).
 HISTOGRAMS = {
     "chatgate_http_request_duration_seconds",
     "chatgate_upstream_request_duration_seconds",
@@ -224,17 +222,48 @@ def check_compose():
             source = volume.split(":")[0] if isinstance(volume, str) else volume.get("source", "")
             if source.startswith((".", "/")) and not (DEPLOY / source).exists():
                 problems.append(f"service {name}: mounted path {source} does not exist")
-    env = services.get("chatgate", {}).get("environment", {})
+    chatgate = services.get("chatgate", {})
+    env = chatgate.get("environment", {})
     if isinstance(env, list):
         env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
     required = ("APP_ENV", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "CHATGATE_FRONTEND_KEY",
-                "CHATGATE_STATE__BACKEND", "CHATGATE_REDIS_URL")
+                "CHATGATE_METRICS__TOKEN", "CHATGATE_STATE__BACKEND", "CHATGATE_REDIS_URL")
     for key in required:
         if key not in env:
             problems.append(f"service chatgate: environment {key} is missing")
-    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "CHATGATE_FRONTEND_KEY"):
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "CHATGATE_FRONTEND_KEY", "CHATGATE_METRICS__TOKEN"):
         if key in env and not str(env[key]).startswith("${" + key):
             problems.append(f"service chatgate: {key} must come from the host environment, not the file")
+    # A provider key is needed only while a model targets that provider: the
+    # gateway's own start-up check says which; compose must not demand it.
+    for key in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        if key in env and ":?" in str(env[key]):
+            problems.append(f"service chatgate: {key} must be optional (${{{key}:-}})")
+    env_files = chatgate.get("env_file", [])
+    env_files = [env_files] if isinstance(env_files, (str, dict)) else env_files
+    paths = [f if isinstance(f, str) else f.get("path") for f in env_files]
+    if ".env" not in paths:
+        problems.append("service chatgate: env_file .env is missing")
+    if not (DEPLOY / ".env.example").is_file():
+        problems.append("deploy/.env.example (the template for deploy/.env) is missing")
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            spec = port if isinstance(port, str) else str(port.get("host_ip", "")) + ":"
+            if not re.match(r"^(127\.0\.0\.1:|\$\{[A-Z_]+:-127\.0\.0\.1:)", spec):
+                problems.append(f"service {name}: port {port} is not published on 127.0.0.1 by default")
+    # Prometheus scrapes /metrics with the token chatgate requires.
+    token_source = compose.get("secrets", {}).get("metrics_token", {}).get("environment")
+    if token_source != "CHATGATE_METRICS__TOKEN":
+        problems.append("secret metrics_token must come from CHATGATE_METRICS__TOKEN")
+    targets = [s.get("target", s.get("source")) if isinstance(s, dict) else s
+               for s in services.get("prometheus", {}).get("secrets", [])
+               if (s.get("source") if isinstance(s, dict) else s) == "metrics_token"]
+    prometheus = load_yaml(DEPLOY / "prometheus/prometheus.yml")
+    job = next((j for j in prometheus.get("scrape_configs", []) if j.get("job_name") == "chatgate"), {})
+    credentials = job.get("authorization", {}).get("credentials_file")
+    if not targets or credentials != f"/run/secrets/{targets[0]}":
+        problems.append(f"prometheus.yml's credentials_file {credentials!r} is not where compose "
+                        f"mounts the metrics_token secret")
     return problems, f"{len(services)} services, mounts and variables consistent"
 
 

@@ -16,13 +16,18 @@ pub enum ApiError {
     /// Client's request is wrong; the message says how (it never quotes upstream bodies).
     InvalidRequest(Cow<'static, str>),
     Unauthorized,
-    NotFound,
+    /// No such route; `hint` is a known route the path nearly matched.
+    NotFound {
+        hint: Option<&'static str>,
+    },
     ModelNotFound(String),
     MethodNotAllowed,
     PayloadTooLarge,
     UnsupportedMediaType,
     RateLimited {
         retry_after: Duration,
+        /// Which limit refused; `None` for a bare 429 from elsewhere.
+        scope: Option<RateLimitScope>,
     },
     /// A provider answered with something unusable.
     UpstreamError,
@@ -32,6 +37,14 @@ pub enum ApiError {
     Overloaded,
     Timeout,
     Internal,
+}
+
+/// The limit behind a 429, named in its message so a client knows whether
+/// its address or its key ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitScope {
+    PerIp,
+    PerKey,
 }
 
 /// What the `error_body` layer needs to render an error.
@@ -64,7 +77,12 @@ impl ApiError {
                 "unauthorized",
                 "missing or invalid API key".into(),
             ),
-            NotFound => (StatusCode::NOT_FOUND, "not_found", "no such route".into()),
+            NotFound { hint: None } => (StatusCode::NOT_FOUND, "not_found", "no such route".into()),
+            NotFound { hint: Some(route) } => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no such route; did you mean {route}?").into(),
+            ),
             ModelNotFound(name) => (
                 StatusCode::NOT_FOUND,
                 "model_not_found",
@@ -85,10 +103,15 @@ impl ApiError {
                 "unsupported_media_type",
                 "request body must be application/json".into(),
             ),
-            RateLimited { .. } => (
+            RateLimited { scope, .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
-                "rate limit exceeded, retry later".into(),
+                match scope {
+                    Some(RateLimitScope::PerIp) => "per-IP rate limit exceeded, retry later",
+                    Some(RateLimitScope::PerKey) => "per-key rate limit exceeded, retry later",
+                    None => "rate limit exceeded, retry later",
+                }
+                .into(),
             ),
             UpstreamError => (
                 StatusCode::BAD_GATEWAY,
@@ -124,12 +147,13 @@ impl ApiError {
         match status {
             StatusCode::BAD_REQUEST => Self::invalid("bad request"),
             StatusCode::UNAUTHORIZED => Self::Unauthorized,
-            StatusCode::NOT_FOUND => Self::NotFound,
+            StatusCode::NOT_FOUND => Self::NotFound { hint: None },
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
             StatusCode::TOO_MANY_REQUESTS => Self::RateLimited {
                 retry_after: Duration::from_secs(1),
+                scope: None,
             },
             StatusCode::SERVICE_UNAVAILABLE => Self::Overloaded,
             StatusCode::GATEWAY_TIMEOUT | StatusCode::REQUEST_TIMEOUT => Self::Timeout,
@@ -155,7 +179,7 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::RateLimited { retry_after } => {
+            ApiError::RateLimited { retry_after, .. } => {
                 response.headers_mut().insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs(*retry_after)),

@@ -3,6 +3,7 @@
 //! (counted in `chatgate_interaction_log_dropped_total`); a chat never waits.
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
@@ -29,6 +30,7 @@ pub struct Interaction {
 
 #[derive(Serialize)]
 struct Line<'a> {
+    ts: String,
     request_id: &'a str,
     key_id: Option<&'a str>,
     model: &'a str,
@@ -48,8 +50,11 @@ struct LineMessage {
 }
 
 impl Interaction {
-    fn to_line(&self) -> Option<String> {
+    /// The JSON line; `at` is when the chat was recorded (not when the writer
+    /// got to it, which may be later under load).
+    fn to_line(&self, at: SystemTime) -> Option<String> {
         let line = Line {
+            ts: rfc3339_millis(at),
             request_id: &self.request_id,
             key_id: self.key_id.as_deref(),
             model: &self.model,
@@ -75,7 +80,7 @@ impl Interaction {
 /// The sending side; cheap to clone.
 #[derive(Clone)]
 pub struct InteractionLog {
-    tx: mpsc::Sender<Interaction>,
+    tx: mpsc::Sender<(SystemTime, Interaction)>,
     sample_rate: f64,
     metrics: Metrics,
 }
@@ -119,19 +124,22 @@ impl InteractionLog {
 
     /// Queues a line without waiting; a full queue drops it.
     pub fn record(&self, interaction: Interaction) {
-        if self.tx.try_send(interaction).is_err() {
+        if self.tx.try_send((SystemTime::now(), interaction)).is_err() {
             self.metrics.interaction_dropped();
         }
     }
 }
 
-async fn write_lines(mut rx: mpsc::Receiver<Interaction>, out: impl AsyncWrite + Unpin) {
+async fn write_lines(
+    mut rx: mpsc::Receiver<(SystemTime, Interaction)>,
+    out: impl AsyncWrite + Unpin,
+) {
     let mut out = BufWriter::new(out);
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         // Write whatever is queued, then flush once.
-        while let Some(interaction) = next {
-            if let Some(line) = interaction.to_line()
+        while let Some((at, interaction)) = next {
+            if let Some(line) = interaction.to_line(at)
                 && (out.write_all(line.as_bytes()).await.is_err()
                     || out.write_all(b"\n").await.is_err())
             {
@@ -142,5 +150,97 @@ async fn write_lines(mut rx: mpsc::Receiver<Interaction>, out: impl AsyncWrite +
         if out.flush().await.is_err() {
             tracing::warn!("interaction log flush failed");
         }
+    }
+}
+
+/// `at` as RFC 3339 UTC with milliseconds (`2024-05-01T12:34:56.789Z`); a
+/// time before 1970 (a badly set clock) is written as the epoch.
+fn rfc3339_millis(at: SystemTime) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian
+/// calendar (Howard Hinnant's `civil_from_days`, for non-negative days).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097; // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March first
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn at(secs: u64, millis: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_milliseconds() {
+        assert_eq!(rfc3339_millis(at(0, 0)), "1970-01-01T00:00:00.000Z");
+        // `date -u -d @951782400` (a leap day in a year divisible by 400).
+        assert_eq!(
+            rfc3339_millis(at(951_782_400, 5)),
+            "2000-02-29T00:00:00.005Z"
+        );
+        assert_eq!(
+            rfc3339_millis(at(1_714_566_896, 789)),
+            "2024-05-01T12:34:56.789Z"
+        );
+        assert_eq!(
+            rfc3339_millis(at(4_107_542_399, 999)),
+            "2100-02-28T23:59:59.999Z"
+        );
+        assert_eq!(
+            rfc3339_millis(at(4_107_542_400, 0)),
+            "2100-03-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn civil_from_days_agrees_with_counting_days_one_by_one_until_2400() {
+        let leap =
+            |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
+        let (mut year, mut month, mut day) = (1970, 1, 1);
+        for days in 0..157_000 {
+            assert_eq!(civil_from_days(days), (year, month, day), "day {days}");
+            let month_len = match month {
+                2 if leap(year) => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            day += 1;
+            if day > month_len {
+                (day, month) = (1, month + 1);
+                if month > 12 {
+                    (month, year) = (1, year + 1);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_clock_before_1970_is_written_as_the_epoch() {
+        let before = UNIX_EPOCH - Duration::from_secs(10);
+        assert_eq!(rfc3339_millis(before), "1970-01-01T00:00:00.000Z");
     }
 }

@@ -9,7 +9,7 @@ use crate::chat::{ChatRequest, Message, Role};
 use crate::config::{Config, ProviderConfig};
 use crate::metrics::Metrics;
 use crate::providers::{self, Provider, ProviderRequest};
-use crate::resilience::Circuit;
+use crate::resilience::{Circuit, CircuitState};
 
 /// How one provider's attempts are retried.
 #[derive(Debug, Clone, Copy)]
@@ -149,13 +149,42 @@ impl Catalog {
         self.models.get(name)
     }
 
-    /// Whether every target of the default model sits behind an open circuit.
-    pub fn default_model_down(&self) -> bool {
-        self.models.get(&self.default_model).is_some_and(|m| {
-            !m.targets.is_empty()
-                && m.targets
-                    .iter()
-                    .all(|t| t.provider.circuit.state() == crate::resilience::CircuitState::Open)
-        })
+    /// How the default model's targets stand, for `/health/ready`: reported,
+    /// never failing readiness (an outage is shared by every replica).
+    pub fn upstreams(&self) -> Upstreams {
+        let Some(model) = self.models.get(&self.default_model) else {
+            return Upstreams::Ok;
+        };
+        let open = model
+            .targets
+            .iter()
+            .filter(|t| t.provider.circuit.state() == CircuitState::Open)
+            .count();
+        match open {
+            0 => Upstreams::Ok,
+            n if n == model.targets.len() => Upstreams::AllCircuitsOpen,
+            _ => Upstreams::Degraded,
+        }
+    }
+}
+
+/// The default model's targets as `/health/ready` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstreams {
+    /// No target has an open circuit.
+    Ok,
+    /// Some target has an open circuit; others may still serve.
+    Degraded,
+    /// Every target has an open circuit: chats get the `fallback_message` or 503.
+    AllCircuitsOpen,
+}
+
+impl Upstreams {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Upstreams::Ok => "ok",
+            Upstreams::Degraded => "degraded",
+            Upstreams::AllCircuitsOpen => "all_circuits_open",
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Logging: a `tracing` subscriber, pretty or JSON, filtered by `logging.level`
 //! unless `RUST_LOG` is set. The writer is injectable so tests can read logs.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::{EnvFilter, Registry, layer::SubscriberExt};
 
@@ -35,10 +37,13 @@ where
                     .with_writer(writer),
             ),
         ),
+        // Colours only for a terminal: piped into a file or a log collector,
+        // escape codes are noise.
         LogFormat::Pretty => Box::new(
             registry.with(
                 tracing_subscriber::fmt::layer()
                     .with_target(false)
+                    .with_ansi(std::io::stdout().is_terminal())
                     .with_writer(writer),
             ),
         ),

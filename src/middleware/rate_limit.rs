@@ -1,5 +1,6 @@
 //! Per-IP and per-key rate limits on `/api/v1`, decided by the configured
-//! `Limiter` (memory or Redis). 429 carries `Retry-After` in whole seconds.
+//! `Limiter` (memory or Redis). 429 carries `Retry-After` in whole seconds
+//! and a message naming the limit (per-IP or per-key).
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -7,7 +8,7 @@ use axum::response::Response;
 
 use super::auth::KeyId;
 use super::client_ip::ClientIp;
-use crate::error::ApiError;
+use crate::error::{ApiError, RateLimitScope};
 use crate::limiter::{Bucket, Decision};
 use crate::state::AppState;
 
@@ -16,7 +17,14 @@ async fn enforce(state: &AppState, bucket: Bucket<'_>) -> Result<(), ApiError> {
         Decision::Allow => Ok(()),
         Decision::Deny { retry_after } => {
             state.metrics.rate_limited(bucket.scope());
-            Err(ApiError::RateLimited { retry_after })
+            let scope = match bucket {
+                Bucket::Ip(_) => RateLimitScope::PerIp,
+                Bucket::Key(_) => RateLimitScope::PerKey,
+            };
+            Err(ApiError::RateLimited {
+                retry_after,
+                scope: Some(scope),
+            })
         }
         Decision::Unavailable => Err(ApiError::Overloaded),
     }

@@ -1,5 +1,7 @@
-//! `/health` (the process runs) and `/health/ready` (it can serve: not
-//! shutting down, and the default model has a target whose circuit is not open).
+//! `/health` (the process runs) and `/health/ready` (it can take requests:
+//! 503 only while shutting down). An upstream outage is shared by every
+//! replica, so failing readiness for it would pull them all out of the load
+//! balancer together and hide the `fallback_message`; `"upstreams"` reports it.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -14,22 +16,22 @@ pub async fn live() -> Json<serde_json::Value> {
 }
 
 pub async fn ready(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let reason = if state.is_shutting_down() {
-        Some(("shutting_down", ApiError::Overloaded))
-    } else if state.catalog.default_model_down() {
-        Some(("all_circuits_open", ApiError::UpstreamUnavailable))
-    } else {
-        None
-    };
     let degraded = state.limiter.degraded();
-    match reason {
-        None => Json(json!({"status": "ready", "degraded": degraded})).into_response(),
-        Some((reason, error)) => {
-            let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
-            let error: serde_json::Value =
-                serde_json::from_str(&error_json(&error.info(), request_id)).unwrap_or_default();
-            let body = json!({"status": "unavailable", "reason": reason, "degraded": degraded, "error": error["error"]});
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-        }
+    let upstreams = state.catalog.upstreams().as_str();
+    if !state.is_shutting_down() {
+        let body = json!({"status": "ready", "degraded": degraded, "upstreams": upstreams});
+        return Json(body).into_response();
     }
+    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+    let error: serde_json::Value =
+        serde_json::from_str(&error_json(&ApiError::Overloaded.info(), request_id))
+            .unwrap_or_default();
+    let body = json!({
+        "status": "unavailable",
+        "reason": "shutting_down",
+        "degraded": degraded,
+        "upstreams": upstreams,
+        "error": error["error"],
+    });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }

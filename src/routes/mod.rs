@@ -7,6 +7,7 @@ mod metrics;
 pub mod openai;
 
 use axum::Router;
+use axum::extract::OriginalUri;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use axum::response::sse::Event;
@@ -33,8 +34,48 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics::render))
         .merge(extra)
-        .fallback(|| async { ApiError::NotFound });
+        .fallback(|uri: OriginalUri| async move {
+            ApiError::NotFound {
+                hint: near_miss(uri.path()),
+            }
+        });
     middleware::stack(app, &state).with_state(state)
+}
+
+/// Every route a client calls, as the 404 hint names it.
+const ROUTES: [&str; 6] = [
+    "/api/v1/chat",
+    "/api/v1/chat/completions",
+    "/api/v1/models",
+    "/health",
+    "/health/ready",
+    "/metrics",
+];
+
+/// The route an unknown `path` was probably meant for: a trailing slash or
+/// other case (`/api/v1/chat/`), or an API route without our `/api/v1` prefix
+/// as OpenAI SDKs and other gateways spell it (`/v1/chat/completions`,
+/// `/chat`, `/api/chat`). Only a known route is ever returned, never the path.
+fn near_miss(path: &str) -> Option<&'static str> {
+    // No real near-miss is long; don't lowercase whatever a client sent.
+    if path.len() > 64 {
+        return None;
+    }
+    let path = path.trim_end_matches('/').to_ascii_lowercase();
+    if let Some(route) = ROUTES.iter().find(|r| **r == path) {
+        return Some(route);
+    }
+    let api = [
+        ("/chat", ROUTES[0]),
+        ("/chat/completions", ROUTES[1]),
+        ("/models", ROUTES[2]),
+    ];
+    ["/api/v1", "/api", "/v1", ""].iter().find_map(|prefix| {
+        let rest = path.strip_prefix(prefix)?;
+        api.iter()
+            .find(|(a, _)| *a == rest)
+            .map(|(_, route)| *route)
+    })
 }
 
 /// The common end of every chat answer: audit fields for the request log,
@@ -67,4 +108,39 @@ fn sse_error_json(error: &ProviderError) -> String {
 /// The native stream's `error` event.
 fn sse_error(error: &ProviderError) -> Event {
     Event::default().event("error").data(sse_error_json(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::near_miss;
+
+    #[test]
+    fn near_miss_paths_suggest_the_route_they_were_meant_for() {
+        for (path, route) in [
+            ("/v1/chat/completions", "/api/v1/chat/completions"),
+            ("/chat/completions", "/api/v1/chat/completions"),
+            ("/api/chat/completions", "/api/v1/chat/completions"),
+            ("/chat", "/api/v1/chat"),
+            ("/api/chat", "/api/v1/chat"),
+            ("/v1/chat", "/api/v1/chat"),
+            ("/v1/models", "/api/v1/models"),
+            ("/models", "/api/v1/models"),
+            ("/api/v1/chat/", "/api/v1/chat"),
+            ("/api/v1/chat/completions//", "/api/v1/chat/completions"),
+            ("/API/V1/Chat", "/api/v1/chat"),
+            ("/health/", "/health"),
+            ("/health/ready/", "/health/ready"),
+            ("/metrics/", "/metrics"),
+        ] {
+            assert_eq!(near_miss(path), Some(route), "{path}");
+        }
+    }
+
+    #[test]
+    fn other_paths_get_no_hint() {
+        let long = format!("/v1/chat/completions{}", "/".repeat(100));
+        for path in ["/", "/nope", "/api/v1/nope", "/v2/chat/x", "/chatty", &long] {
+            assert_eq!(near_miss(path), None, "{path}");
+        }
+    }
 }

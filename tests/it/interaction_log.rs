@@ -69,7 +69,8 @@ async fn each_chat_is_one_json_line_with_its_audit_fields() {
             "outcome",
             "output_tokens",
             "provider",
-            "request_id"
+            "request_id",
+            "ts"
         ]
     );
     assert_eq!(line["request_id"], "req-native-1");
@@ -245,4 +246,59 @@ async fn sample_rate_zero_queues_no_line() {
         assert_eq!(r.status(), 200);
     }
     assert_eq!(dropped(&app).await, Some(0.0));
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC timestamp
+/// (`YYYY-MM-DDTHH:MM:SS.mmmZ`), or `None` when it has another shape.
+fn epoch_secs(ts: &str) -> Option<i64> {
+    let b = ts.as_bytes();
+    let shape = ts.len() == 24
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+        && b[23] == b'Z';
+    if !shape {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| ts[r].parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    n(20..23)?;
+    // Days from civil (Howard Hinnant), independent of the code under test.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + n(11..13)? * 3600 + n(14..16)? * 60 + n(17..19)?)
+}
+
+#[tokio::test]
+async fn each_line_carries_a_ts_in_rfc3339_utc_from_when_the_chat_was_served() {
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let (app, path, _dir) = logged_app("").await;
+    let before = now();
+    post_with_id(
+        &app,
+        "/api/v1/chat",
+        "req-ts-1",
+        json!({"messages": say("hi")}),
+    )
+    .await;
+    let after = now();
+    let lines = wait_for_lines(&path, 1).await;
+    let ts = lines[0]["ts"].as_str().expect("ts is a string");
+    let secs = epoch_secs(ts).unwrap_or_else(|| panic!("not RFC 3339 UTC: {ts}"));
+    assert!(
+        (before..=after).contains(&secs),
+        "{ts} lies within the chat ({before}..={after})"
+    );
 }
