@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::support::cli::{Served, chatgate, fresh_clone, run};
+use crate::support::cli::{chatgate, fresh_clone, run};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -22,11 +22,11 @@ fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
 #[tokio::test]
 async fn shipped_config_serves_the_mock_provider_to_the_dev_key_on_a_fresh_clone() {
     let clone = fresh_clone();
-    let server = Served::start(
-        chatgate(clone.path())
-            .env("CHATGATE_SERVER__PORT", "0")
-            .env("CHATGATE_LOGGING__FORMAT", "json"),
-    );
+    let server = chatgate(clone.path())
+        .env("CHATGATE_SERVER__PORT", "0")
+        .env("CHATGATE_LOGGING__FORMAT", "json")
+        .spawn()
+        .await;
     assert!(server.addr.ip().is_loopback(), "{}", server.addr);
     let client = reqwest::Client::new();
     let body = json!({"messages": [{"role": "user", "content": "Hello gateway"}]});
@@ -315,18 +315,20 @@ fn hash_key_prints_the_sha256_hex_of_the_key() {
     assert_eq!(out.stdout.trim(), hex::encode(Sha256::digest(key)));
 }
 
-#[test]
-fn healthcheck_succeeds_against_a_running_server() {
+#[tokio::test]
+async fn healthcheck_succeeds_against_a_running_server() {
     let clone = fresh_clone();
-    let server = Served::start(
-        chatgate(clone.path())
-            .env("CHATGATE_SERVER__PORT", "0")
-            .env("CHATGATE_LOGGING__FORMAT", "json"),
-    );
+    let server = chatgate(clone.path())
+        .env("CHATGATE_SERVER__PORT", "0")
+        .env("CHATGATE_LOGGING__FORMAT", "json")
+        .spawn()
+        .await;
     let port = server.addr.port().to_string();
-    let out = run(chatgate(clone.path())
+    let out = chatgate(clone.path())
         .arg("healthcheck")
-        .env("CHATGATE_SERVER__PORT", &port));
+        .env("CHATGATE_SERVER__PORT", &port)
+        .output()
+        .await;
     assert!(out.success(), "{out:?}");
 }
 

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::binary::Binary;
-use crate::support::cli::{chatgate, run};
+use crate::support::binary::Chatgate;
 use crate::support::redis::{RedisServer, spawn_on, wait_degraded, wait_shared};
 use crate::support::*;
 use reqwest::StatusCode;
@@ -224,18 +223,18 @@ async fn check_config_and_startup_errors_never_show_the_redis_url() {
     let url = server.url();
     let dir = workdir();
     let redis_env = |url: &str| {
-        let mut cmd = chatgate(dir.path());
+        let mut cmd = Chatgate::in_dir(dir.path());
         cmd.env("CHATGATE_STATE__BACKEND", "redis")
             .env("CHATGATE_REDIS_URL", url);
         cmd
     };
 
-    let ok = run(redis_env(&url).arg("check-config"));
+    let ok = redis_env(&url).arg("check-config").output().await;
     assert_eq!(ok.json()["state"]["redis_url"], "[REDACTED]");
     assert!(!ok.all().contains(PASSWORD), "{ok:?}");
 
     let bad = format!("http://:{PASSWORD}@127.0.0.1:{}", server.port);
-    let refused = run(redis_env(&bad).arg("check-config"));
+    let refused = redis_env(&bad).arg("check-config").output().await;
     assert!(!refused.success());
     assert!(
         refused.stderr.contains("state.redis_url_env"),
@@ -244,7 +243,10 @@ async fn check_config_and_startup_errors_never_show_the_redis_url() {
     assert!(!refused.all().contains(PASSWORD), "{refused:?}");
 
     let unparsable = format!("redis://:{PASSWORD}@127.0.0.1:notaport");
-    let failed = run(redis_env(&unparsable).env("CHATGATE_SERVER__PORT", "0"));
+    let failed = redis_env(&unparsable)
+        .env("CHATGATE_SERVER__PORT", "0")
+        .output()
+        .await;
     assert!(
         !failed.success(),
         "a URL that does not parse stops start-up"
@@ -269,15 +271,12 @@ async fn redis_connection_logs_never_show_the_url() {
         (wrong.as_str(), "redis unreachable"),
         (right.as_str(), "connected to redis"),
     ] {
-        let binary = Binary::start(
-            dir.path(),
-            &[
-                ("CHATGATE_STATE__BACKEND", "redis"),
-                ("CHATGATE_REDIS_URL", url),
-                ("RUST_LOG", "debug"),
-            ],
-        )
-        .await;
+        let binary = Chatgate::in_dir(dir.path())
+            .env("CHATGATE_STATE__BACKEND", "redis")
+            .env("CHATGATE_REDIS_URL", url)
+            .env("RUST_LOG", "debug")
+            .spawn()
+            .await;
         let logged = eventually(Duration::from_secs(10), || {
             binary.output().contains(expected)
         })

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::process::Gateway;
+use crate::support::binary::{Chatgate, Running, Signal};
 use crate::support::*;
 use serde_json::{Value, json};
 
@@ -12,7 +12,7 @@ const DRAINING: &str = "shutting down: draining in-flight requests";
 const SLOW: Duration = Duration::from_secs(3);
 
 /// `default` → a slow whole answer; `streamed` → a slow stream of `words`.
-async fn start(whole: &Upstream, streamed: &Upstream, words: &[String]) -> Gateway {
+async fn start(whole: &Upstream, streamed: &Upstream, words: &[String]) -> Running {
     whole.push([Reply::Delayed(
         SLOW,
         Box::new(Reply::text("the whole answer")),
@@ -24,7 +24,10 @@ async fn start(whole: &Upstream, streamed: &Upstream, words: &[String]) -> Gatew
         provider_toml("whole", "openai", whole).replace("\"2s\"", "\"20s\""),
         provider_toml("streamed", "openai", streamed).replace("\"2s\"", "\"20s\""),
     );
-    Gateway::start(&toml, &upstream_env()).await
+    Chatgate::with_config(&toml)
+        .envs(upstream_env())
+        .spawn()
+        .await
 }
 
 fn words(n: usize) -> Vec<String> {
@@ -32,7 +35,7 @@ fn words(n: usize) -> Vec<String> {
 }
 
 /// Sends a whole-answer chat in the background: its status and body.
-fn whole_answer(gw: &Gateway) -> tokio::task::JoinHandle<(u16, Value)> {
+fn whole_answer(gw: &Running) -> tokio::task::JoinHandle<(u16, Value)> {
     let request = reqwest::Client::new()
         .post(gw.url("/api/v1/chat"))
         .bearer_auth(KEY)
@@ -84,7 +87,7 @@ async fn sigterm_drains_an_inflight_answer_and_stream_then_exits_zero() {
     let mut body = String::from_utf8(first.to_vec()).unwrap();
     assert!(eventually(Duration::from_secs(10), || whole.calls() == 1).await);
 
-    gw.signal("TERM");
+    gw.signal(Signal::TERM);
     assert!(
         eventually(Duration::from_secs(10), || gw.event(DRAINING).is_some()).await,
         "no drain:\n{}",
@@ -106,7 +109,7 @@ async fn sigterm_drains_an_inflight_answer_and_stream_then_exits_zero() {
     assert_eq!(status, 200);
     assert_eq!(v["message"]["content"], "the whole answer");
 
-    let exit = gw.exit(Duration::from_secs(20)).await;
+    let exit = gw.wait().await;
     assert_eq!(exit.code(), Some(0), "{}", gw.output());
     let events = gw.events();
     assert_eq!(positions(&events, "SIGTERM received").len(), 1);
@@ -127,7 +130,7 @@ async fn sigint_drains_an_inflight_answer_then_exits_zero() {
     let answer = whole_answer(&gw);
     assert!(eventually(Duration::from_secs(10), || whole.calls() == 1).await);
 
-    gw.signal("INT");
+    gw.signal(Signal::INT);
     assert!(
         eventually(Duration::from_secs(10), || gw.event(DRAINING).is_some()).await,
         "no drain:\n{}",
@@ -137,7 +140,7 @@ async fn sigint_drains_an_inflight_answer_then_exits_zero() {
     assert_eq!(status, 200);
     assert_eq!(v["message"]["content"], "the whole answer");
 
-    let exit = gw.exit(Duration::from_secs(20)).await;
+    let exit = gw.wait().await;
     assert_eq!(exit.code(), Some(0), "{}", gw.output());
     let events = gw.events();
     assert_eq!(positions(&events, "SIGINT received").len(), 1);

@@ -5,7 +5,6 @@
 pub mod binary;
 pub mod cli;
 pub mod observability;
-pub mod process;
 pub mod redis;
 pub mod upstream;
 
