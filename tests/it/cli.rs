@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::support::cli::{chatgate, fresh_clone, run};
+use crate::support::cli::{Served, chatgate, fresh_clone, run};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -315,20 +315,18 @@ fn hash_key_prints_the_sha256_hex_of_the_key() {
     assert_eq!(out.stdout.trim(), hex::encode(Sha256::digest(key)));
 }
 
-#[tokio::test]
-async fn healthcheck_succeeds_against_a_running_server() {
+#[test]
+fn healthcheck_succeeds_against_a_running_server() {
     let clone = fresh_clone();
-    let server = chatgate(clone.path())
-        .env("CHATGATE_SERVER__PORT", "0")
-        .env("CHATGATE_LOGGING__FORMAT", "json")
-        .spawn()
-        .await;
+    let server = Served::start(
+        chatgate(clone.path())
+            .env("CHATGATE_SERVER__PORT", "0")
+            .env("CHATGATE_LOGGING__FORMAT", "json"),
+    );
     let port = server.addr.port().to_string();
-    let out = chatgate(clone.path())
+    let out = run(chatgate(clone.path())
         .arg("healthcheck")
-        .env("CHATGATE_SERVER__PORT", &port)
-        .output()
-        .await;
+        .env("CHATGATE_SERVER__PORT", &port));
     assert!(out.success(), "{out:?}");
 }
 

@@ -26,16 +26,10 @@ async fn ready_and_live_answer_200_when_the_app_can_serve() {
 
 /// A provider that opens its circuit after one failed request (one attempt each).
 fn fragile(name: &str, up: &Upstream, cooldown: &str) -> String {
-    provider_toml(name, "openai", up)
-        .replace("max_retries = 2", "max_retries = 0")
-        .replace(
-            "circuit_failure_threshold = 100",
-            "circuit_failure_threshold = 1",
-        )
-        .replace(
-            "circuit_cooldown = \"30s\"",
-            &format!("circuit_cooldown = \"{cooldown}\""),
-        )
+    Provider::openai(name, up)
+        .max_retries(0)
+        .circuit(1, cooldown)
+        .to_string()
 }
 
 #[tokio::test]

@@ -10,20 +10,6 @@ use crate::support::*;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-/// `[rate_limit]` with a refill so slow that no token comes back mid-test.
-fn ip_limit(burst: u32) -> String {
-    format!("[rate_limit]\nper_ip_requests_per_minute = 1\nper_ip_burst = {burst}\n")
-}
-
-async fn models(app: &TestApp) -> reqwest::Response {
-    app.client
-        .get(app.url("/api/v1/models"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn status(app: &TestApp) -> StatusCode {
     models(app).await.status()
 }

@@ -21,8 +21,8 @@ async fn start(whole: &Upstream, streamed: &Upstream, words: &[String]) -> Runni
     streamed.push([Reply::SlowStream(words.to_vec(), pause)]);
     let toml = format!(
         "{}{}\n[models.default]\ntargets = [\"whole:m1\"]\n[models.streamed]\ntargets = [\"streamed:m2\"]\n",
-        provider_toml("whole", "openai", whole).replace("\"2s\"", "\"20s\""),
-        provider_toml("streamed", "openai", streamed).replace("\"2s\"", "\"20s\""),
+        Provider::openai("whole", whole).timeout("20s"),
+        Provider::openai("streamed", streamed).timeout("20s"),
     );
     Chatgate::with_config(&toml)
         .envs(upstream_env())

@@ -2,7 +2,8 @@
 //! builder (args, an environment of our choosing, files in its working dir)
 //! that either serves ([`Chatgate::spawn`]: the address from its "chatgate
 //! listening" line, its log lines, signals, exit status, killed on drop) or
-//! runs a one-shot command ([`Chatgate::output`]: status, stdout, stderr).
+//! runs a one-shot command ([`Chatgate::output`]: status, stdout, stderr;
+//! stdin is closed, as no command reads it).
 //!
 //! Children are driven by a small runtime of the harness's own, so the same
 //! code serves async tests and the blocking shims in `cli`, and pipes keep
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 pub use rustix::process::Signal;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -63,13 +64,12 @@ pub(crate) fn block_on<T: Send + 'static>(fut: impl Future<Output = T> + Send + 
 }
 
 /// How to run `chatgate`: like `std::process::Command`, but with an empty
-/// environment and stdin unless set, in a working dir that holds its files.
+/// environment and stdin, in a working dir that holds its files.
 #[derive(Clone)]
 pub struct Chatgate {
     cwd: PathBuf,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
-    stdin: Option<Vec<u8>>,
     /// A temporary working dir we created, kept until every process started
     /// from it is gone.
     owned: Option<Arc<tempfile::TempDir>>,
@@ -82,7 +82,6 @@ impl Chatgate {
             cwd: cwd.to_owned(),
             args: Vec::new(),
             env: Vec::new(),
-            stdin: None,
             owned: None,
         }
     }
@@ -151,22 +150,13 @@ impl Chatgate {
         self
     }
 
-    /// What the command reads on stdin (default: nothing, stdin closed).
-    pub fn stdin(&mut self, input: impl Into<Vec<u8>>) -> &mut Self {
-        self.stdin = Some(input.into());
-        self
-    }
-
     fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatgate"));
         cmd.env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(&self.args)
             .current_dir(&self.cwd)
-            .stdin(match self.stdin {
-                Some(_) => Stdio::piped(),
-                None => Stdio::null(),
-            })
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -187,7 +177,6 @@ impl Chatgate {
 
     async fn start(self) -> Running {
         let mut child = self.command().spawn().expect("start chatgate");
-        feed(&mut child, self.stdin.clone());
         let log = Log::default();
         let readers = vec![
             log.capture(child.stdout.take().unwrap()),
@@ -234,7 +223,6 @@ impl Chatgate {
 
     async fn finish(self) -> Output {
         let mut child = self.command().spawn().expect("start chatgate");
-        feed(&mut child, self.stdin.clone());
         let stdout = read_all(child.stdout.take().unwrap());
         let stderr = read_all(child.stderr.take().unwrap());
         let status = match tokio::time::timeout(LIMIT, child.wait()).await {
@@ -255,15 +243,6 @@ impl Chatgate {
 impl Default for Chatgate {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// Writes `input` to the child's stdin, then closes it.
-fn feed(child: &mut Child, input: Option<Vec<u8>>) {
-    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-        tokio::spawn(async move {
-            let _ = stdin.write_all(&input).await;
-        });
     }
 }
 
