@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::support::observability::series;
+use crate::support::prometheus::series;
 use crate::support::*;
 use chatgate::metrics::{
     CIRCUIT_STATE, FALLBACKS, HTTP_REQUESTS, IN_FLIGHT, RATE_LIMITED, TOKENS, UPSTREAM_DURATION,

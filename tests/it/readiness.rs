@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::support::observability::series;
+use crate::support::prometheus::series;
 use crate::support::*;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

@@ -6,6 +6,7 @@ pub mod answers;
 pub mod binary;
 pub mod cli;
 pub mod observability;
+pub mod prometheus;
 pub mod redis;
 pub mod upstream;
 
@@ -18,6 +19,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub use answers::*;
+pub use prometheus::metric;
 pub use upstream::{Reply, Upstream};
 
 /// The client key every test app accepts.
@@ -295,26 +297,4 @@ pub async fn eventually<F: FnMut() -> bool>(limit: Duration, mut check: F) -> bo
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// The value of a Prometheus sample line `name{labels} value` whose label set
-/// contains every `k="v"` in `labels`; 0 when absent.
-pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (n, rest) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            if n != name {
-                return None;
-            }
-            let ok = labels
-                .iter()
-                .all(|(k, v)| rest.split(',').any(|pair| pair == format!("{k}=\"{v}\"")));
-            ok.then(|| value.parse::<f64>().ok()).flatten()
-        })
-        .sum()
 }
