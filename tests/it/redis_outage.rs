@@ -40,19 +40,7 @@ async fn redis_killed_mid_traffic_falls_back_to_local_limits_then_shares_again_a
     }
 
     // Kill Redis while requests are in flight on A.
-    let mut in_flight = tokio::task::JoinSet::new();
-    for _ in 0..4 {
-        let (client, url) = (a.client.clone(), a.url("/api/v1/models"));
-        in_flight.spawn(async move {
-            client
-                .get(url)
-                .bearer_auth(KEY)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
-    }
+    let in_flight = models_in_parallel(&a, 4);
     server.kill();
     let mut statuses = in_flight.join_all().await;
     statuses.push(status(&a).await);

@@ -109,19 +109,7 @@ async fn per_key_limit_refuses_that_key_only(backend: Backend) {
 
 async fn two_hundred_parallel_requests_admit_the_burst_and_never_more(backend: Backend) {
     let app = backend.spawn(&ip_limit(20)).await;
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..200 {
-        let (client, url) = (app.client.clone(), app.url("/api/v1/models"));
-        tasks.spawn(async move {
-            client
-                .get(url)
-                .bearer_auth(KEY)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
-    }
+    let tasks = models_in_parallel(&app, 200);
     let statuses = tasks.join_all().await;
     let passed = statuses.iter().filter(|s| **s == StatusCode::OK).count();
     let limited = statuses

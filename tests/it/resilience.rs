@@ -313,17 +313,7 @@ async fn every_target_down_with_a_fallback_message_answers_degraded_on_both_rout
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-chatgate-degraded"], "true");
     let events = parse_sse(&r.text().await.unwrap());
-    let text: String = events
-        .iter()
-        .filter(|e| e.event.as_deref() == Some("delta"))
-        .map(|e| {
-            serde_json::from_str::<Value>(&e.data).unwrap()["content"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(text, FALLBACK);
+    assert_eq!(delta_text(&events), FALLBACK);
     let done = events.last().unwrap();
     assert_eq!(done.event.as_deref(), Some("done"));
     assert_eq!(

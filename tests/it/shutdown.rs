@@ -49,14 +49,7 @@ fn whole_answer(gw: &Running) -> tokio::task::JoinHandle<(u16, Value)> {
 /// The text of a native stream's deltas, and whether it ended with `done`.
 fn stream_text(body: &str) -> (String, bool) {
     let events = parse_sse(body);
-    let text = events
-        .iter()
-        .filter(|e| e.event.as_deref() == Some("delta"))
-        .map(|e| {
-            let v: Value = serde_json::from_str(&e.data).unwrap();
-            v["content"].as_str().unwrap().to_owned()
-        })
-        .collect();
+    let text = delta_text(&events);
     let done = events.last().and_then(|e| e.event.as_deref()) == Some("done");
     (text, done)
 }

@@ -86,6 +86,16 @@ pub async fn models_as(app: &TestApp, key: &str, xff: Option<&str>) -> reqwest::
     req.send().await.unwrap()
 }
 
+/// `n` concurrent [`models`] requests, started now; their statuses come as they finish.
+pub fn models_in_parallel(app: &TestApp, n: usize) -> tokio::task::JoinSet<reqwest::StatusCode> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let request = app.client.get(app.url("/api/v1/models")).bearer_auth(KEY);
+        tasks.spawn(async move { request.send().await.unwrap().status() });
+    }
+    tasks
+}
+
 /// A handler that panics, for the catch-panic layer; the text must never reach a client.
 pub async fn boom() -> &'static str {
     panic!("boom: internal detail")

@@ -284,6 +284,18 @@ pub fn parse_sse(body: &str) -> Vec<Sse> {
     out
 }
 
+/// The text of a native stream: its `delta` events' `content`, concatenated.
+pub fn delta_text(events: &[Sse]) -> String {
+    events
+        .iter()
+        .filter(|e| e.event.as_deref() == Some("delta"))
+        .map(|e| {
+            let v: Value = serde_json::from_str(&e.data).unwrap();
+            v["content"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
 /// Polls `check` until it holds, for at most `limit` (for effects that happen
 /// off the request path, such as a background writer).
 pub async fn eventually<F: FnMut() -> bool>(limit: Duration, mut check: F) -> bool {
