@@ -22,11 +22,11 @@ fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
 #[tokio::test]
 async fn shipped_config_serves_the_mock_provider_to_the_dev_key_on_a_fresh_clone() {
     let clone = fresh_clone();
-    let server = Served::start(
-        chatgate(clone.path())
-            .env("CHATGATE_SERVER__PORT", "0")
-            .env("CHATGATE_LOGGING__FORMAT", "json"),
-    );
+    let server = chatgate(clone.path())
+        .env("CHATGATE_SERVER__PORT", "0")
+        .env("CHATGATE_LOGGING__FORMAT", "json")
+        .spawn()
+        .await;
     assert!(server.addr.ip().is_loopback(), "{}", server.addr);
     let client = reqwest::Client::new();
     let body = json!({"messages": [{"role": "user", "content": "Hello gateway"}]});

@@ -6,25 +6,8 @@ use std::time::Duration;
 use crate::support::*;
 use axum::Router;
 use axum::routing::get;
-use reqwest::header::{CONTENT_TYPE, HeaderMap};
-use serde_json::{Value, json};
-
-/// Checks status, content type and the error shape; `request_id` must equal
-/// the response's `x-request-id`. Returns the headers and the error object.
-async fn error_of(r: reqwest::Response, status: u16, code: &str) -> (HeaderMap, Value) {
-    assert_eq!(r.status(), status, "status for {code}");
-    let headers = r.headers().clone();
-    assert_eq!(headers[CONTENT_TYPE], "application/json", "{code}");
-    let id = headers["x-request-id"].to_str().unwrap().to_owned();
-    assert!(!id.is_empty());
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v.as_object().unwrap().len(), 1, "only `error`: {v}");
-    let e = &v["error"];
-    assert_eq!(e["code"], code, "{v}");
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
-    assert_eq!(e["request_id"], id.as_str(), "request_id is x-request-id");
-    (headers, e.clone())
-}
+use reqwest::header::CONTENT_TYPE;
+use serde_json::json;
 
 /// A provider section for `upstream` whose one attempt outlives every test.
 fn patient_provider(upstream: &Upstream) -> String {
@@ -319,10 +302,6 @@ async fn request_past_request_timeout_is_504_timeout() {
     let r = app.chat(json!({"messages": say("hi")})).await;
     error_of(r, 504, "timeout").await;
     assert_eq!(up.calls(), 1);
-}
-
-async fn boom() -> &'static str {
-    panic!("boom: internal detail")
 }
 
 #[tokio::test]

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::observability::{StuckFifo, interaction_log_toml, log_lines, series};
+use crate::support::observability::{StuckFifo, interaction_log_toml, log_lines};
+use crate::support::prometheus::series;
 use crate::support::*;
 use chatgate::metrics::INTERACTIONS_DROPPED;
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 //! request with the contract's fields, and no secret, Authorization value,
 //! prompt or answer anywhere in stdout or stderr, at any level.
 
-use crate::support::binary::Binary;
+use crate::support::binary::{Chatgate, Running};
 use crate::support::*;
 use serde_json::{Value, json};
 
@@ -43,18 +43,14 @@ targets = ["up:gpt-logtest"]
     dir
 }
 
-async fn start(dir: &tempfile::TempDir, rust_log: &str) -> Binary {
-    let config_dir = dir.path().to_str().unwrap();
-    Binary::start(
-        dir.path(),
-        &[
-            ("CHATGATE_CONFIG_DIR", config_dir),
-            ("CHATGATE_FRONTEND_KEY", CLIENT_KEY),
-            ("LOGTEST_UPSTREAM_KEY", UPSTREAM_SECRET),
-            ("RUST_LOG", rust_log),
-        ],
-    )
-    .await
+async fn start(dir: &tempfile::TempDir, rust_log: &str) -> Running {
+    Chatgate::in_dir(dir.path())
+        .env("CHATGATE_CONFIG_DIR", dir.path())
+        .env("CHATGATE_FRONTEND_KEY", CLIENT_KEY)
+        .env("LOGTEST_UPSTREAM_KEY", UPSTREAM_SECRET)
+        .env("RUST_LOG", rust_log)
+        .spawn()
+        .await
 }
 
 /// The JSON log lines of the request-log target.

@@ -5,20 +5,13 @@
 
 use std::time::Duration;
 
-use crate::support::observability::series;
+use crate::support::prometheus::series;
 use crate::support::*;
 use chatgate::metrics::{
     CIRCUIT_STATE, FALLBACKS, HTTP_REQUESTS, IN_FLIGHT, RATE_LIMITED, TOKENS, UPSTREAM_DURATION,
     UPSTREAM_REQUESTS, UPSTREAM_RETRIES,
 };
 use serde_json::{Value, json};
-
-/// `provider_toml` with one setting replaced.
-fn provider_with(name: &str, kind: &str, up: &Upstream, from: &str, to: &str) -> String {
-    let toml = provider_toml(name, kind, up);
-    assert!(toml.contains(from), "{from} not in the provider template");
-    toml.replace(from, to)
-}
 
 async fn chat_model(app: &TestApp, model: &str) -> reqwest::Response {
     app.chat(json!({"model": model, "messages": say("hi")}))
@@ -89,21 +82,10 @@ async fn upstream_attempts_are_counted_by_provider_model_and_outcome_with_retrie
     let toml = format!(
         "{}{}{}{}\n[models.chain]\ntargets = [\"broken:m-broken\", \"slow:m-slow\", \"limited:m-limited\", \"good:m-good\"]\n",
         provider_toml("broken", "openai", &broken),
-        provider_with(
-            "slow",
-            "openai",
-            &slow,
-            "max_retries = 2",
-            "max_retries = 0"
-        )
-        .replace("timeout = \"2s\"", "timeout = \"200ms\""),
-        provider_with(
-            "limited",
-            "openai",
-            &limited,
-            "max_retries = 2",
-            "max_retries = 1"
-        ),
+        Provider::openai("slow", &slow)
+            .max_retries(0)
+            .timeout("200ms"),
+        Provider::openai("limited", &limited).max_retries(1),
         provider_toml("good", "openai", &good),
     );
     let app = spawn_app_with_env(&toml, &upstream_env()).await;
@@ -160,8 +142,8 @@ async fn fallbacks_count_every_move_past_a_failed_target_including_to_the_fallba
     b.push([Reply::status(503)]);
     let toml = format!(
         "{}{}\n[models.kind]\ntargets = [\"a:m1\", \"b:m2\"]\nfallback_message = \"Sorry.\"\n[models.strict]\ntargets = [\"a:m1\", \"b:m2\"]\n",
-        provider_with("a", "openai", &a, "max_retries = 2", "max_retries = 0"),
-        provider_with("b", "openai", &b, "max_retries = 2", "max_retries = 0"),
+        Provider::openai("a", &a).max_retries(0),
+        Provider::openai("b", &b).max_retries(0),
     );
     let app = spawn_app_with_env(&toml, &upstream_env()).await;
 
@@ -300,13 +282,7 @@ async fn in_flight_counts_a_pending_request_and_drops_when_its_client_leaves() {
     up.push([Reply::Hang]);
     let toml = format!(
         "{}\n[models.default]\ntargets = [\"openai:m\"]\n",
-        provider_with(
-            "openai",
-            "openai",
-            &up,
-            "timeout = \"2s\"",
-            "timeout = \"60s\""
-        )
+        Provider::openai("openai", &up).timeout("60s")
     );
     let app = spawn_app_with_env(&toml, &upstream_env()).await;
     let in_flight = || series(&app.state.metrics.render(), IN_FLIGHT, &[]);

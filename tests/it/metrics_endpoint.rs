@@ -2,7 +2,7 @@
 //! labels that stay bounded whatever paths clients send, and the optional
 //! bearer token (`metrics.token`).
 
-use crate::support::observability::{label_values, series};
+use crate::support::prometheus::{label_values, series};
 use crate::support::*;
 use chatgate::metrics::{HTTP_DURATION, HTTP_REQUESTS, UPSTREAM_DURATION};
 use serde_json::{Value, json};

@@ -90,10 +90,6 @@ async fn error_request_id_equals_the_x_request_id_header() {
     }
 }
 
-async fn boom() -> &'static str {
-    panic!("boom")
-}
-
 fn assert_security_headers(r: &reqwest::Response, what: &str) {
     let h = r.headers();
     assert_eq!(h["x-content-type-options"], "nosniff", "{what}");

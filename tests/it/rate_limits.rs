@@ -6,42 +6,14 @@ use std::time::Duration;
 
 use crate::support::*;
 use chatgate::limiter::{Bucket, Decision, MemoryLimiter, Rate};
-use serde_json::Value;
-
-/// Three requests at once per IP, then one a minute.
-const IP_BURST_3: &str = "[rate_limit]\nper_ip_burst = 3\nper_ip_requests_per_minute = 1\n";
-
-async fn models(app: &TestApp, xff: Option<&str>) -> reqwest::Response {
-    let mut req = app.client.get(app.url("/api/v1/models")).bearer_auth(KEY);
-    if let Some(xff) = xff {
-        req = req.header("x-forwarded-for", xff);
-    }
-    req.send().await.unwrap()
-}
-
-/// A 429 `rate_limited` with a whole-second `Retry-After` of at least 1.
-async fn assert_rate_limited(r: reqwest::Response) -> u64 {
-    assert_eq!(r.status(), 429);
-    let retry_after: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .expect("Retry-After is whole seconds");
-    assert!(retry_after >= 1);
-    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["code"], "rate_limited");
-    assert_eq!(v["error"]["request_id"], id.as_str());
-    retry_after
-}
 
 #[tokio::test]
 async fn fourth_request_from_one_ip_is_429_with_retry_after() {
-    let app = spawn_app(IP_BURST_3).await;
+    let app = spawn_app(&ip_limit(3)).await;
     for i in 0..3 {
-        assert_eq!(models(&app, None).await.status(), 200, "request {i}");
+        assert_eq!(models(&app).await.status(), 200, "request {i}");
     }
-    let retry_after = assert_rate_limited(models(&app, None).await).await;
+    let retry_after = assert_rate_limited(models(&app).await).await;
     assert!(
         retry_after <= 60,
         "one a minute: the next passes within a minute, got {retry_after}"
@@ -59,7 +31,7 @@ async fn fourth_request_from_one_ip_is_429_with_retry_after() {
 
 #[tokio::test]
 async fn health_and_metrics_are_never_rate_limited() {
-    let app = spawn_app(IP_BURST_3).await;
+    let app = spawn_app(&ip_limit(3)).await;
     for _ in 0..10 {
         assert_eq!(app.get("/health").await.status(), 200);
         assert_eq!(app.get("/health/ready").await.status(), 200);
@@ -67,9 +39,9 @@ async fn health_and_metrics_are_never_rate_limited() {
     }
     // The /api/v1 bucket was untouched by all of that...
     for _ in 0..3 {
-        assert_eq!(models(&app, None).await.status(), 200);
+        assert_eq!(models(&app).await.status(), 200);
     }
-    assert_rate_limited(models(&app, None).await).await;
+    assert_rate_limited(models(&app).await).await;
     // ...and an exhausted bucket does not reach them.
     assert_eq!(app.get("/health").await.status(), 200);
     assert_eq!(app.get("/metrics").await.status(), 200);
@@ -77,7 +49,7 @@ async fn health_and_metrics_are_never_rate_limited() {
 
 #[tokio::test]
 async fn unauthenticated_requests_count_against_the_ip_limit() {
-    let app = spawn_app(IP_BURST_3).await;
+    let app = spawn_app(&ip_limit(3)).await;
     for _ in 0..3 {
         let r = app
             .client
@@ -88,7 +60,7 @@ async fn unauthenticated_requests_count_against_the_ip_limit() {
             .unwrap();
         assert_eq!(r.status(), 401);
     }
-    assert_rate_limited(models(&app, None).await).await;
+    assert_rate_limited(models(&app).await).await;
     let r = app
         .client
         .get(app.url("/api/v1/models"))
@@ -106,9 +78,9 @@ async fn key_with_requests_per_minute_gets_429_on_the_third_request() {
     ))
     .await;
     for _ in 0..2 {
-        assert_eq!(models(&app, None).await.status(), 200);
+        assert_eq!(models(&app).await.status(), 200);
     }
-    assert_rate_limited(models(&app, None).await).await;
+    assert_rate_limited(models(&app).await).await;
 
     // Another key from the same IP has its own (unlimited) budget.
     for _ in 0..5 {
@@ -134,33 +106,37 @@ async fn key_with_requests_per_minute_gets_429_on_the_third_request() {
 
 #[tokio::test]
 async fn spoofed_x_forwarded_for_from_an_untrusted_peer_does_not_escape_the_ip_limit() {
-    let app = spawn_app(IP_BURST_3).await;
+    let app = spawn_app(&ip_limit(3)).await;
     for i in 1..=3 {
-        let r = models(&app, Some(&format!("198.51.100.{i}"))).await;
+        let r = models_as(&app, KEY, Some(&format!("198.51.100.{i}"))).await;
         assert_eq!(r.status(), 200);
     }
-    assert_rate_limited(models(&app, Some("198.51.100.99")).await).await;
-    assert_rate_limited(models(&app, Some("203.0.113.7, 198.51.100.98")).await).await;
+    assert_rate_limited(models_as(&app, KEY, Some("198.51.100.99")).await).await;
+    assert_rate_limited(models_as(&app, KEY, Some("203.0.113.7, 198.51.100.98")).await).await;
 }
 
 #[tokio::test]
 async fn x_forwarded_for_from_a_trusted_proxy_gives_each_client_its_own_bucket() {
     let app = spawn_app(&format!(
-        "{IP_BURST_3}\n[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n"
+        "{}\n[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
+        ip_limit(3)
     ))
     .await;
     // Ten clients behind the proxy, two requests each: 20 > one bucket's 3.
     for round in 0..2 {
         for i in 1..=10 {
-            let r = models(&app, Some(&format!("198.51.100.{i}"))).await;
+            let r = models_as(&app, KEY, Some(&format!("198.51.100.{i}"))).await;
             assert_eq!(r.status(), 200, "client {i}, round {round}");
         }
     }
     // One client still has its own limit.
-    assert_eq!(models(&app, Some("198.51.100.1")).await.status(), 200);
-    assert_rate_limited(models(&app, Some("198.51.100.1")).await).await;
+    assert_eq!(
+        models_as(&app, KEY, Some("198.51.100.1")).await.status(),
+        200
+    );
+    assert_rate_limited(models_as(&app, KEY, Some("198.51.100.1")).await).await;
     // The rightmost hop is the client; a spoofed left entry is ignored.
-    assert_rate_limited(models(&app, Some("192.0.2.55, 198.51.100.1")).await).await;
+    assert_rate_limited(models_as(&app, KEY, Some("192.0.2.55, 198.51.100.1")).await).await;
 }
 
 #[tokio::test]

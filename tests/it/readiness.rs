@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::support::observability::series;
+use crate::support::prometheus::series;
 use crate::support::*;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -30,16 +30,10 @@ async fn ready_and_live_answer_200_when_the_app_can_serve() {
 
 /// A provider that opens its circuit after one failed request (one attempt each).
 fn fragile(name: &str, up: &Upstream, cooldown: &str) -> String {
-    provider_toml(name, "openai", up)
-        .replace("max_retries = 2", "max_retries = 0")
-        .replace(
-            "circuit_failure_threshold = 100",
-            "circuit_failure_threshold = 1",
-        )
-        .replace(
-            "circuit_cooldown = \"30s\"",
-            &format!("circuit_cooldown = \"{cooldown}\""),
-        )
+    Provider::openai(name, up)
+        .max_retries(0)
+        .circuit(1, cooldown)
+        .to_string()
 }
 
 // Contract change (issue 18): this test asserted 503 `all_circuits_open`; an

@@ -4,26 +4,11 @@
 
 use std::time::Duration;
 
-use crate::support::binary::Binary;
-use crate::support::cli::{chatgate, run};
+use crate::support::binary::Chatgate;
 use crate::support::redis::{RedisServer, spawn_on, wait_degraded, wait_shared};
 use crate::support::*;
 use reqwest::StatusCode;
 use serde_json::Value;
-
-/// `[rate_limit]` with a refill so slow that no token comes back mid-test.
-fn ip_limit(burst: u32) -> String {
-    format!("[rate_limit]\nper_ip_requests_per_minute = 1\nper_ip_burst = {burst}\n")
-}
-
-async fn models(app: &TestApp) -> reqwest::Response {
-    app.client
-        .get(app.url("/api/v1/models"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-}
 
 async fn status(app: &TestApp) -> StatusCode {
     models(app).await.status()
@@ -55,19 +40,7 @@ async fn redis_killed_mid_traffic_falls_back_to_local_limits_then_shares_again_a
     }
 
     // Kill Redis while requests are in flight on A.
-    let mut in_flight = tokio::task::JoinSet::new();
-    for _ in 0..4 {
-        let (client, url) = (a.client.clone(), a.url("/api/v1/models"));
-        in_flight.spawn(async move {
-            client
-                .get(url)
-                .bearer_auth(KEY)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
-    }
+    let in_flight = models_in_parallel(&a, 4);
     server.kill();
     let mut statuses = in_flight.join_all().await;
     statuses.push(status(&a).await);
@@ -224,18 +197,18 @@ async fn check_config_and_startup_errors_never_show_the_redis_url() {
     let url = server.url();
     let dir = workdir();
     let redis_env = |url: &str| {
-        let mut cmd = chatgate(dir.path());
+        let mut cmd = Chatgate::in_dir(dir.path());
         cmd.env("CHATGATE_STATE__BACKEND", "redis")
             .env("CHATGATE_REDIS_URL", url);
         cmd
     };
 
-    let ok = run(redis_env(&url).arg("check-config"));
+    let ok = redis_env(&url).arg("check-config").output().await;
     assert_eq!(ok.json()["state"]["redis_url"], "[REDACTED]");
     assert!(!ok.all().contains(PASSWORD), "{ok:?}");
 
     let bad = format!("http://:{PASSWORD}@127.0.0.1:{}", server.port);
-    let refused = run(redis_env(&bad).arg("check-config"));
+    let refused = redis_env(&bad).arg("check-config").output().await;
     assert!(!refused.success());
     assert!(
         refused.stderr.contains("state.redis_url_env"),
@@ -244,7 +217,10 @@ async fn check_config_and_startup_errors_never_show_the_redis_url() {
     assert!(!refused.all().contains(PASSWORD), "{refused:?}");
 
     let unparsable = format!("redis://:{PASSWORD}@127.0.0.1:notaport");
-    let failed = run(redis_env(&unparsable).env("CHATGATE_SERVER__PORT", "0"));
+    let failed = redis_env(&unparsable)
+        .env("CHATGATE_SERVER__PORT", "0")
+        .output()
+        .await;
     assert!(
         !failed.success(),
         "a URL that does not parse stops start-up"
@@ -269,15 +245,12 @@ async fn redis_connection_logs_never_show_the_url() {
         (wrong.as_str(), "redis unreachable"),
         (right.as_str(), "connected to redis"),
     ] {
-        let binary = Binary::start(
-            dir.path(),
-            &[
-                ("CHATGATE_STATE__BACKEND", "redis"),
-                ("CHATGATE_REDIS_URL", url),
-                ("RUST_LOG", "debug"),
-            ],
-        )
-        .await;
+        let binary = Chatgate::in_dir(dir.path())
+            .env("CHATGATE_STATE__BACKEND", "redis")
+            .env("CHATGATE_REDIS_URL", url)
+            .env("RUST_LOG", "debug")
+            .spawn()
+            .await;
         let logged = eventually(Duration::from_secs(10), || {
             binary.output().contains(expected)
         })

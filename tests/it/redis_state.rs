@@ -6,7 +6,6 @@ use crate::support::redis::{RedisServer, spawn_on, wait_shared};
 use crate::support::*;
 use chatgate::config::sha256_hex;
 use reqwest::StatusCode;
-use serde_json::Value;
 
 /// A state backend to run the suite against; the Redis one owns its server.
 struct Backend {
@@ -60,33 +59,6 @@ impl Backend {
     }
 }
 
-/// `[rate_limit]` with a refill so slow that no token comes back mid-test.
-fn ip_limit(burst: u32) -> String {
-    format!("[rate_limit]\nper_ip_requests_per_minute = 1\nper_ip_burst = {burst}\n")
-}
-
-async fn models(app: &TestApp, key: &str) -> reqwest::Response {
-    app.client
-        .get(app.url("/api/v1/models"))
-        .bearer_auth(key)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Asserts a contract 429: `rate_limited`, `Retry-After` of 1..=60 seconds.
-async fn assert_rate_limited(r: reqwest::Response) {
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    let wait: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((1..=60).contains(&wait), "Retry-After {wait}");
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["code"], "rate_limited");
-}
-
 // ---- the shared suite, run on both backends ----
 
 async fn per_ip_burst_passes_then_429_with_retry_after(backend: Backend) {
@@ -117,12 +89,12 @@ async fn per_key_limit_refuses_that_key_only(backend: Backend) {
     );
     let app = backend.spawn(&extra).await;
     for _ in 0..2 {
-        assert_eq!(models(&app, KEY).await.status(), 200);
+        assert_eq!(models(&app).await.status(), 200);
     }
-    assert_rate_limited(models(&app, KEY).await).await;
+    assert_rate_limited(models(&app).await).await;
     for _ in 0..5 {
         assert_eq!(
-            models(&app, "other-key").await.status(),
+            models_as(&app, "other-key", None).await.status(),
             200,
             "a key without a limit shares the IP but not the key's bucket"
         );
@@ -137,19 +109,7 @@ async fn per_key_limit_refuses_that_key_only(backend: Backend) {
 
 async fn two_hundred_parallel_requests_admit_the_burst_and_never_more(backend: Backend) {
     let app = backend.spawn(&ip_limit(20)).await;
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..200 {
-        let (client, url) = (app.client.clone(), app.url("/api/v1/models"));
-        tasks.spawn(async move {
-            client
-                .get(url)
-                .bearer_auth(KEY)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        });
-    }
+    let tasks = models_in_parallel(&app, 200);
     let statuses = tasks.join_all().await;
     let passed = statuses.iter().filter(|s| **s == StatusCode::OK).count();
     let limited = statuses
@@ -218,13 +178,13 @@ async fn two_replicas_on_one_redis_enforce_one_combined_limit() {
     for i in 0..10 {
         let app = if i % 2 == 0 { &a } else { &b };
         assert_eq!(
-            models(app, KEY).await.status(),
+            models(app).await.status(),
             200,
             "request {i} is inside the shared burst"
         );
     }
-    assert_rate_limited(models(&a, KEY).await).await;
-    assert_rate_limited(models(&b, KEY).await).await;
+    assert_rate_limited(models(&a).await).await;
+    assert_rate_limited(models(&b).await).await;
     for app in [&a, &b] {
         let text = app.metrics().await;
         assert_eq!(metric(&text, "chatgate_state_errors_total", &[]), 0.0);
@@ -241,7 +201,7 @@ async fn every_rate_limit_key_in_redis_expires() {
     let app = spawn_on(&server, extra, "local").await;
     wait_shared(&app).await;
     for _ in 0..3 {
-        assert_eq!(models(&app, KEY).await.status(), 200);
+        assert_eq!(models(&app).await.status(), 200);
     }
 
     let mut conn = server.connection().await;

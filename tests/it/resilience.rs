@@ -11,30 +11,14 @@ use serde_json::{Value, json};
 const SECRET: &str = "SECRET-UPSTREAM-DETAIL";
 const FALLBACK: &str = "Sorry, try again shortly.";
 
-/// A provider section for `up` (as `provider_toml`), with some knobs replaced
-/// by raw TOML values, e.g. `("timeout", "\"200ms\"")`.
-fn provider(name: &str, up: &Upstream, knobs: &[(&str, &str)]) -> String {
-    let mut out = String::new();
-    for line in provider_toml(name, "openai", up).lines() {
-        match knobs
-            .iter()
-            .find(|(k, _)| line.starts_with(&format!("{k} =")))
-        {
-            Some((k, v)) => out.push_str(&format!("{k} = {v}\n")),
-            None => out.push_str(&format!("{line}\n")),
-        }
-    }
-    out
-}
-
 /// `default` → `first:m1`, then `second:m2`; `model` adds keys to the model.
-fn two_targets(first: &str, second: &str, model: &str) -> String {
+fn two_targets(first: &Provider, second: &Provider, model: &str) -> String {
     format!("{first}{second}\n[models.default]\ntargets = [\"first:m1\", \"second:m2\"]\n{model}\n")
 }
 
 /// `default` → `first:m1` only.
-fn one_target(up: &Upstream, knobs: &[(&str, &str)]) -> String {
-    let first = provider("first", up, knobs);
+fn one_target(up: &Upstream) -> String {
+    let first = Provider::openai("first", up);
     format!("{first}\n[models.default]\ntargets = [\"first:m1\"]\n")
 }
 
@@ -48,18 +32,15 @@ async fn chat(app: &TestApp) -> reqwest::Response {
 
 /// Status and the `error` object of an error answer; checks the request id
 /// and that nothing of the upstream's body leaked.
-async fn error_of(r: reqwest::Response) -> (u16, Value) {
-    let status = r.status().as_u16();
-    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
-    let text = r.text().await.unwrap();
+async fn error_without_leak(r: reqwest::Response) -> (u16, Value) {
+    let answer = ErrorAnswer::read(r).await;
+    let text = &answer.body;
     assert!(!text.contains(SECRET), "upstream body leaked: {text}");
     assert!(
         !text.contains("upstream says"),
         "upstream body leaked: {text}"
     );
-    let v: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["error"]["request_id"], id.as_str());
-    (status, v["error"].clone())
+    (answer.status, answer.error)
 }
 
 async fn answered_by(r: reqwest::Response) -> String {
@@ -72,7 +53,7 @@ async fn answered_by(r: reqwest::Response) -> String {
 async fn retries_a_503_on_the_same_target_and_answers() {
     let up = Upstream::openai().await;
     up.push([Reply::status(503), Reply::text("recovered")]);
-    let app = app(&one_target(&up, &[])).await;
+    let app = app(&one_target(&up)).await;
     let r = chat(&app).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
@@ -110,7 +91,7 @@ async fn honours_retry_after_in_seconds_and_as_an_http_date() {
             Reply::text("after the wait"),
         ]);
         // Backoff alone would wait at most 5ms here.
-        let app = app(&one_target(&up, &[])).await;
+        let app = app(&one_target(&up)).await;
         let started = Instant::now();
         let r = chat(&app).await;
         assert_eq!(r.status(), 200, "{value}");
@@ -134,8 +115,8 @@ async fn gives_up_a_target_whose_retry_after_ends_past_the_deadline() {
     first.push([Reply::status_with(429, "retry-after", "120")]);
     second.push([Reply::text("from second")]);
     let toml = two_targets(
-        &provider("first", &first, &[]),
-        &provider("second", &second, &[]),
+        &Provider::openai("first", &first),
+        &Provider::openai("second", &second),
         "",
     );
     let app = app(&format!("[server]\nrequest_timeout = \"5s\"\n{toml}")).await;
@@ -160,14 +141,14 @@ async fn provider_400_and_422_become_a_sanitised_400_with_no_retry_or_failover()
         first.push([Reply::status(code)]);
         let model = format!("fallback_message = \"{FALLBACK}\"");
         let app = app(&two_targets(
-            &provider("first", &first, &[]),
-            &provider("second", &second, &[]),
+            &Provider::openai("first", &first),
+            &Provider::openai("second", &second),
             &model,
         ))
         .await;
         for route in ["/api/v1/chat", "/api/v1/chat/completions"] {
             let r = app.post(route, &json!({"messages": say("hi")})).await;
-            let (status, error) = error_of(r).await;
+            let (status, error) = error_without_leak(r).await;
             assert_eq!(status, 400, "{code} {route}");
             assert_eq!(error["code"], "invalid_request", "{code} {route}");
             let message = error["message"].as_str().unwrap();
@@ -191,8 +172,8 @@ async fn provider_401_403_404_move_to_the_next_target_without_retrying() {
         first.push([Reply::status(code)]);
         second.push([Reply::text("from second")]);
         let app = app(&two_targets(
-            &provider("first", &first, &[]),
-            &provider("second", &second, &[]),
+            &Provider::openai("first", &first),
+            &Provider::openai("second", &second),
             "",
         ))
         .await;
@@ -207,8 +188,8 @@ async fn a_persistent_500_uses_every_retry_then_fails_over() {
     first.push([Reply::status(500)]);
     second.push([Reply::text("from second")]);
     let app = app(&two_targets(
-        &provider("first", &first, &[]),
-        &provider("second", &second, &[]),
+        &Provider::openai("first", &first),
+        &Provider::openai("second", &second),
         "",
     ))
     .await;
@@ -240,10 +221,12 @@ async fn a_hanging_attempt_times_out_then_fails_over() {
     let (first, second) = (Upstream::openai().await, Upstream::openai().await);
     first.push([Reply::Hang]);
     second.push([Reply::text("from second")]);
-    let slow = [("timeout", "\"200ms\""), ("max_retries", "1")];
+    let slow = Provider::openai("first", &first)
+        .timeout("200ms")
+        .max_retries(1);
     let app = app(&two_targets(
-        &provider("first", &first, &slow),
-        &provider("second", &second, &[]),
+        &slow,
+        &Provider::openai("second", &second),
         "",
     ))
     .await;
@@ -273,7 +256,7 @@ async fn an_unusable_body_with_no_other_target_is_502_upstream_error() {
                 provider_toml("only", kind, &up)
             );
             let app = app(&toml).await;
-            let (status, error) = error_of(chat(&app).await).await;
+            let (status, error) = error_without_leak(chat(&app).await).await;
             assert_eq!(
                 (status, error["code"].as_str()),
                 (502, Some("upstream_error")),
@@ -295,8 +278,8 @@ async fn every_target_down_with_a_fallback_message_answers_degraded_on_both_rout
     second.push([Reply::status(503)]);
     let model = format!("fallback_message = \"{FALLBACK}\"");
     let app = app(&two_targets(
-        &provider("first", &first, &[("max_retries", "0")]),
-        &provider("second", &second, &[("max_retries", "0")]),
+        &Provider::openai("first", &first).max_retries(0),
+        &Provider::openai("second", &second).max_retries(0),
         &model,
     ))
     .await;
@@ -330,17 +313,7 @@ async fn every_target_down_with_a_fallback_message_answers_degraded_on_both_rout
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-chatgate-degraded"], "true");
     let events = parse_sse(&r.text().await.unwrap());
-    let text: String = events
-        .iter()
-        .filter(|e| e.event.as_deref() == Some("delta"))
-        .map(|e| {
-            serde_json::from_str::<Value>(&e.data).unwrap()["content"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(text, FALLBACK);
+    assert_eq!(delta_text(&events), FALLBACK);
     let done = events.last().unwrap();
     assert_eq!(done.event.as_deref(), Some("done"));
     assert_eq!(
@@ -355,14 +328,14 @@ async fn every_target_down_without_a_fallback_message_is_503_upstream_unavailabl
     first.push([Reply::status(503)]);
     second.push([Reply::status(502)]);
     let app = app(&two_targets(
-        &provider("first", &first, &[]),
-        &provider("second", &second, &[]),
+        &Provider::openai("first", &first),
+        &Provider::openai("second", &second),
         "",
     ))
     .await;
     let r = chat(&app).await;
     assert!(r.headers().get("x-chatgate-degraded").is_none());
-    let (status, error) = error_of(r).await;
+    let (status, error) = error_without_leak(r).await;
     assert_eq!(
         (status, error["code"].as_str()),
         (503, Some("upstream_unavailable"))
@@ -376,10 +349,10 @@ async fn a_request_past_request_timeout_is_504_timeout() {
     up.push([Reply::Hang]);
     let app = app(&format!(
         "[server]\nrequest_timeout = \"300ms\"\n{}\n[models.default]\ntargets = [\"first:m1\"]\nfallback_message = \"{FALLBACK}\"\n",
-        provider("first", &up, &[("timeout", "\"5s\"")])
+        Provider::openai("first", &up).timeout("5s")
     ))
     .await;
-    let (status, error) = error_of(chat(&app).await).await;
+    let (status, error) = error_without_leak(chat(&app).await).await;
     assert_eq!((status, error["code"].as_str()), (504, Some("timeout")));
     assert_eq!(up.calls(), 1);
 }
@@ -392,7 +365,7 @@ async fn a_connection_that_breaks_midbody_is_retried() {
         Reply::BrokenStream(vec!["partial".into()]),
         Reply::text("whole"),
     ]);
-    let app = app(&one_target(&up, &[])).await;
+    let app = app(&one_target(&up)).await;
     let r = chat(&app).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();

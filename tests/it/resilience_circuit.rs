@@ -12,18 +12,12 @@ const STATE: &str = "chatgate_circuit_breaker_state";
 /// A provider section for `up` that opens after `threshold` failed requests
 /// and makes one attempt per request, so calls count requests.
 fn breaker(name: &str, up: &Upstream, threshold: u32, cooldown: &str) -> String {
-    provider_toml(name, "openai", up)
-        .replace(
-            "circuit_failure_threshold = 100",
-            &format!("circuit_failure_threshold = {threshold}"),
-        )
-        .replace(
-            "circuit_cooldown = \"30s\"",
-            &format!("circuit_cooldown = \"{cooldown}\""),
-        )
-        .replace("max_retries = 2", "max_retries = 0")
+    Provider::openai(name, up)
+        .circuit(threshold, cooldown)
+        .max_retries(0)
         // A trial that hangs stays in flight until the test lets it go.
-        .replace("timeout = \"2s\"", "timeout = \"60s\"")
+        .timeout("60s")
+        .to_string()
 }
 
 /// `flaky` first, `backup` second.

@@ -31,14 +31,7 @@ fn stream_request() -> Value {
 /// The text of a native stream's `delta` events, and its other events.
 fn native(body: &str) -> (String, Vec<Sse>) {
     let events = parse_sse(body);
-    let text = events
-        .iter()
-        .filter(|e| e.event.as_deref() == Some("delta"))
-        .map(|e| {
-            let v: Value = serde_json::from_str(&e.data).unwrap();
-            v["content"].as_str().unwrap().to_owned()
-        })
-        .collect();
+    let text = delta_text(&events);
     let others = events
         .into_iter()
         .filter(|e| e.event.as_deref() != Some("delta"))

@@ -161,17 +161,7 @@ async fn native_stream_sends_deltas_then_done_for_both_providers() {
                 .starts_with("text/event-stream")
         );
         let events = parse_sse(&r.text().await.unwrap());
-        let deltas: Vec<String> = events
-            .iter()
-            .filter(|e| e.event.as_deref() == Some("delta"))
-            .map(|e| {
-                serde_json::from_str::<Value>(&e.data).unwrap()["content"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
-        assert_eq!(deltas.concat(), "Hello world", "{kind}");
+        assert_eq!(delta_text(&events), "Hello world", "{kind}");
         let done: Vec<_> = events
             .iter()
             .filter(|e| e.event.as_deref() == Some("done"))

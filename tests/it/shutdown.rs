@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::process::Gateway;
+use crate::support::binary::{Chatgate, Running, Signal};
 use crate::support::*;
 use serde_json::{Value, json};
 
@@ -12,7 +12,7 @@ const DRAINING: &str = "shutting down: draining in-flight requests";
 const SLOW: Duration = Duration::from_secs(3);
 
 /// `default` → a slow whole answer; `streamed` → a slow stream of `words`.
-async fn start(whole: &Upstream, streamed: &Upstream, words: &[String]) -> Gateway {
+async fn start(whole: &Upstream, streamed: &Upstream, words: &[String]) -> Running {
     whole.push([Reply::Delayed(
         SLOW,
         Box::new(Reply::text("the whole answer")),
@@ -21,10 +21,13 @@ async fn start(whole: &Upstream, streamed: &Upstream, words: &[String]) -> Gatew
     streamed.push([Reply::SlowStream(words.to_vec(), pause)]);
     let toml = format!(
         "{}{}\n[models.default]\ntargets = [\"whole:m1\"]\n[models.streamed]\ntargets = [\"streamed:m2\"]\n",
-        provider_toml("whole", "openai", whole).replace("\"2s\"", "\"20s\""),
-        provider_toml("streamed", "openai", streamed).replace("\"2s\"", "\"20s\""),
+        Provider::openai("whole", whole).timeout("20s"),
+        Provider::openai("streamed", streamed).timeout("20s"),
     );
-    Gateway::start(&toml, &upstream_env()).await
+    Chatgate::with_config(&toml)
+        .envs(upstream_env())
+        .spawn()
+        .await
 }
 
 fn words(n: usize) -> Vec<String> {
@@ -32,7 +35,7 @@ fn words(n: usize) -> Vec<String> {
 }
 
 /// Sends a whole-answer chat in the background: its status and body.
-fn whole_answer(gw: &Gateway) -> tokio::task::JoinHandle<(u16, Value)> {
+fn whole_answer(gw: &Running) -> tokio::task::JoinHandle<(u16, Value)> {
     let request = reqwest::Client::new()
         .post(gw.url("/api/v1/chat"))
         .bearer_auth(KEY)
@@ -46,14 +49,7 @@ fn whole_answer(gw: &Gateway) -> tokio::task::JoinHandle<(u16, Value)> {
 /// The text of a native stream's deltas, and whether it ended with `done`.
 fn stream_text(body: &str) -> (String, bool) {
     let events = parse_sse(body);
-    let text = events
-        .iter()
-        .filter(|e| e.event.as_deref() == Some("delta"))
-        .map(|e| {
-            let v: Value = serde_json::from_str(&e.data).unwrap();
-            v["content"].as_str().unwrap().to_owned()
-        })
-        .collect();
+    let text = delta_text(&events);
     let done = events.last().and_then(|e| e.event.as_deref()) == Some("done");
     (text, done)
 }
@@ -84,7 +80,7 @@ async fn sigterm_drains_an_inflight_answer_and_stream_then_exits_zero() {
     let mut body = String::from_utf8(first.to_vec()).unwrap();
     assert!(eventually(Duration::from_secs(10), || whole.calls() == 1).await);
 
-    gw.signal("TERM");
+    gw.signal(Signal::TERM);
     assert!(
         eventually(Duration::from_secs(10), || gw.event(DRAINING).is_some()).await,
         "no drain:\n{}",
@@ -106,7 +102,7 @@ async fn sigterm_drains_an_inflight_answer_and_stream_then_exits_zero() {
     assert_eq!(status, 200);
     assert_eq!(v["message"]["content"], "the whole answer");
 
-    let exit = gw.exit(Duration::from_secs(20)).await;
+    let exit = gw.wait().await;
     assert_eq!(exit.code(), Some(0), "{}", gw.output());
     let events = gw.events();
     assert_eq!(positions(&events, "SIGTERM received").len(), 1);
@@ -127,7 +123,7 @@ async fn sigint_drains_an_inflight_answer_then_exits_zero() {
     let answer = whole_answer(&gw);
     assert!(eventually(Duration::from_secs(10), || whole.calls() == 1).await);
 
-    gw.signal("INT");
+    gw.signal(Signal::INT);
     assert!(
         eventually(Duration::from_secs(10), || gw.event(DRAINING).is_some()).await,
         "no drain:\n{}",
@@ -137,7 +133,7 @@ async fn sigint_drains_an_inflight_answer_then_exits_zero() {
     assert_eq!(status, 200);
     assert_eq!(v["message"]["content"], "the whole answer");
 
-    let exit = gw.exit(Duration::from_secs(20)).await;
+    let exit = gw.wait().await;
     assert_eq!(exit.code(), Some(0), "{}", gw.output());
     let events = gw.events();
     assert_eq!(positions(&events, "SIGINT received").len(), 1);

@@ -1,11 +1,12 @@
 //! Shared test support: the real app on 127.0.0.1:0 with config from TOML
 //! strings, a scriptable upstream, and small HTTP/SSE helpers.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod answers;
 pub mod binary;
 pub mod cli;
 pub mod observability;
-pub mod process;
+pub mod prometheus;
 pub mod redis;
 pub mod upstream;
 
@@ -17,7 +18,8 @@ use chatgate::{App, Config};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-#[allow(unused_imports)]
+pub use answers::*;
+pub use prometheus::metric;
 pub use upstream::{Reply, Upstream};
 
 /// The client key every test app accepts.
@@ -46,12 +48,22 @@ per_ip_burst = 100000
 /// Loads config from `extra` TOML (merged over `base_toml()`) and `env`, as
 /// the binary would, without touching the process environment.
 pub fn load_config(extra: &str, env: &[(&str, &str)]) -> Result<Config, Vec<Problem>> {
+    load_config_profile("development", extra, env)
+}
+
+/// [`load_config`] for another profile (`staging`, `production`): `extra` is
+/// that profile's file.
+pub fn load_config_profile(
+    profile: &str,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> Result<Config, Vec<Problem>> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("default.toml"), base_toml()).unwrap();
-    std::fs::write(dir.path().join("development.toml"), extra).unwrap();
+    std::fs::write(dir.path().join(format!("{profile}.toml")), extra).unwrap();
     let opts = LoadOptions {
         config_dir: dir.path().to_owned(),
-        app_env: Some("development".into()),
+        app_env: Some(profile.into()),
         extra_file: None,
         env: Environment::from_pairs(env.iter().map(|(k, v)| (k.to_string(), v.to_string()))),
     };
@@ -115,24 +127,6 @@ pub async fn spawn_config(config: Config) -> TestApp {
     spawn_config_with_routes(config, axum::Router::new()).await
 }
 
-/// Loads config for another profile (`staging`, `production`).
-pub fn load_config_profile(
-    profile: &str,
-    extra: &str,
-    env: &[(&str, &str)],
-) -> Result<Config, Vec<Problem>> {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("default.toml"), base_toml()).unwrap();
-    std::fs::write(dir.path().join(format!("{profile}.toml")), extra).unwrap();
-    let opts = LoadOptions {
-        config_dir: dir.path().to_owned(),
-        app_env: Some(profile.into()),
-        extra_file: None,
-        env: Environment::from_pairs(env.iter().map(|(k, v)| (k.to_string(), v.to_string()))),
-    };
-    config::load(&opts)
-}
-
 /// The app with extra routes behind the full middleware stack.
 pub async fn spawn_config_with_routes(
     config: Config,
@@ -163,23 +157,94 @@ pub fn say(text: &str) -> Value {
     serde_json::json!([{"role": "user", "content": text}])
 }
 
-/// A provider section pointing at `upstream`, fast to retry and fail over.
-pub fn provider_toml(name: &str, kind: &str, upstream: &Upstream) -> String {
-    format!(
-        r#"
+/// A `[providers.NAME]` section pointing at an upstream: fast to retry and
+/// fail over, a circuit that stays closed, each knob settable by name.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    name: String,
+    kind: String,
+    base_url: String,
+    timeout: String,
+    max_retries: u32,
+    circuit_failure_threshold: u32,
+    circuit_cooldown: String,
+}
+
+impl Provider {
+    pub fn new(name: &str, kind: &str, upstream: &Upstream) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            base_url: upstream.base_url(),
+            timeout: "2s".into(),
+            max_retries: 2,
+            circuit_failure_threshold: 100,
+            circuit_cooldown: "30s".into(),
+        }
+    }
+
+    /// An OpenAI-compatible provider.
+    pub fn openai(name: &str, upstream: &Upstream) -> Self {
+        Self::new(name, "openai", upstream)
+    }
+
+    /// The per-attempt timeout, e.g. `"200ms"`.
+    pub fn timeout(mut self, timeout: &str) -> Self {
+        self.timeout = timeout.to_owned();
+        self
+    }
+
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// Opens after `threshold` failed requests, for `cooldown` (e.g. `"30s"`).
+    pub fn circuit(mut self, threshold: u32, cooldown: &str) -> Self {
+        self.circuit_failure_threshold = threshold;
+        self.circuit_cooldown = cooldown.to_owned();
+        self
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            name,
+            kind,
+            base_url,
+            timeout,
+            max_retries,
+            circuit_failure_threshold,
+            circuit_cooldown,
+        } = self;
+        write!(
+            f,
+            r#"
 [providers.{name}]
 kind = "{kind}"
-base_url = "{}"
+base_url = "{base_url}"
 api_key_env = "TEST_UPSTREAM_KEY"
-timeout = "2s"
-max_retries = 2
+timeout = "{timeout}"
+max_retries = {max_retries}
 backoff_initial = "1ms"
 backoff_max = "5ms"
-circuit_failure_threshold = 100
-circuit_cooldown = "30s"
-"#,
-        upstream.base_url()
-    )
+circuit_failure_threshold = {circuit_failure_threshold}
+circuit_cooldown = "{circuit_cooldown}"
+"#
+        )
+    }
+}
+
+/// [`Provider`] with its defaults, as TOML.
+pub fn provider_toml(name: &str, kind: &str, upstream: &Upstream) -> String {
+    Provider::new(name, kind, upstream).to_string()
+}
+
+/// `[rate_limit]` with a per-IP `burst` and a refill so slow (one a minute)
+/// that no token comes back mid-test.
+pub fn ip_limit(burst: u32) -> String {
+    format!("[rate_limit]\nper_ip_requests_per_minute = 1\nper_ip_burst = {burst}\n")
 }
 
 /// The upstream key every test provider reads (from the injected environment).
@@ -219,6 +284,18 @@ pub fn parse_sse(body: &str) -> Vec<Sse> {
     out
 }
 
+/// The text of a native stream: its `delta` events' `content`, concatenated.
+pub fn delta_text(events: &[Sse]) -> String {
+    events
+        .iter()
+        .filter(|e| e.event.as_deref() == Some("delta"))
+        .map(|e| {
+            let v: Value = serde_json::from_str(&e.data).unwrap();
+            v["content"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
 /// Polls `check` until it holds, for at most `limit` (for effects that happen
 /// off the request path, such as a background writer).
 pub async fn eventually<F: FnMut() -> bool>(limit: Duration, mut check: F) -> bool {
@@ -232,26 +309,4 @@ pub async fn eventually<F: FnMut() -> bool>(limit: Duration, mut check: F) -> bo
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// The value of a Prometheus sample line `name{labels} value` whose label set
-/// contains every `k="v"` in `labels`; 0 when absent.
-pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (n, rest) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            if n != name {
-                return None;
-            }
-            let ok = labels
-                .iter()
-                .all(|(k, v)| rest.split(',').any(|pair| pair == format!("{k}=\"{v}\"")));
-            ok.then(|| value.parse::<f64>().ok()).flatten()
-        })
-        .sum()
 }

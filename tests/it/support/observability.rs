@@ -1,42 +1,7 @@
-//! Helpers for the observability tests: exact Prometheus series lookup, the
-//! interaction-log file, and a FIFO that nobody reads (a writer stuck forever).
+//! Helpers for the observability tests: the interaction-log file, and a FIFO
+//! that nobody reads (a writer stuck forever). Metrics: `prometheus`.
 
 use std::path::{Path, PathBuf};
-
-/// The value of the series `name` whose label set is exactly `labels`
-/// (in any order); `None` when no such line exists.
-pub fn series(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let mut want: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
-    want.sort();
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (series, value) = l.rsplit_once(' ')?;
-        let (n, rest) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        let mut have: Vec<String> = rest
-            .split(',')
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned)
-            .collect();
-        have.sort();
-        (n == name && have == want).then(|| value.parse().ok())?
-    })
-}
-
-/// Every value of label `label` on any sample line of `name` (and its
-/// `_bucket`/`_sum`/`_count` lines).
-pub fn label_values(text: &str, name: &str, label: &str) -> Vec<String> {
-    let prefix = format!("{label}=\"");
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| {
-            let start = l.find(&prefix)? + prefix.len();
-            let end = l[start..].find('"')? + start;
-            Some(l[start..end].to_owned())
-        })
-        .collect()
-}
 
 /// The complete lines of the interaction log, parsed (none when the file
 /// does not exist yet; a line still being written is left out).
@@ -78,12 +43,6 @@ impl StuckFifo {
     }
 }
 
-/// `O_NONBLOCK`: opening a FIFO for reading then returns at once.
-#[cfg(target_os = "linux")]
-const O_NONBLOCK: i32 = 0o4000;
-#[cfg(not(target_os = "linux"))]
-const O_NONBLOCK: i32 = 0x0004; // macOS and the BSDs
-
 impl Drop for StuckFifo {
     /// A writer blocked in `open` sits on a runtime's blocking thread, and a
     /// tokio runtime waits for those when dropped: open a reader (which wakes
@@ -92,7 +51,8 @@ impl Drop for StuckFifo {
         use std::os::unix::fs::OpenOptionsExt;
         let reader = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(O_NONBLOCK)
+            // Non-blocking: opening a FIFO for reading then returns at once.
+            .custom_flags(i32::try_from(rustix::fs::OFlags::NONBLOCK.bits()).unwrap())
             .open(&self.path);
         let _ = std::fs::remove_file(&self.path);
         drop(reader);

@@ -7,6 +7,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use rustix::process::Signal;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a started server may take to answer PING.
@@ -100,21 +102,17 @@ impl RedisServer {
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
     pub fn pause(&self) {
-        self.signal("-STOP");
+        self.signal(Signal::STOP);
     }
 
     /// Thaws a paused server (SIGCONT).
     pub fn resume(&self) {
-        self.signal("-CONT");
+        self.signal(Signal::CONT);
     }
 
-    fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().expect("redis-server is running").id();
-        let sent = Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill {sig} {pid} failed");
+    fn signal(&self, signal: Signal) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        rustix::process::kill_process(rustix::process::Pid::from_child(child), signal).unwrap();
     }
 
     /// Starts a new, empty server on the same port.
