@@ -2,7 +2,7 @@
 //! codes when stdout is not a terminal (the real binary), 429 messages that
 //! name the limit, and 404s that point a near-miss URL at the route it meant.
 
-use crate::support::binary::Binary;
+use crate::support::binary::Chatgate;
 use crate::support::cli::fresh_clone;
 use crate::support::*;
 use serde_json::Value;
@@ -11,11 +11,10 @@ use serde_json::Value;
 async fn pretty_logs_of_the_real_binary_carry_no_ansi_colours_when_stdout_is_a_pipe() {
     let clone = fresh_clone();
     // The shipped development profile logs pretty; stdout is a pipe here.
-    let binary = Binary::start(
-        clone.path(),
-        &[("APP_ENV", "development"), ("CHATGATE_SERVER__PORT", "0")],
-    )
-    .await;
+    let binary = Chatgate::in_dir(clone.path())
+        .envs([("APP_ENV", "development"), ("CHATGATE_SERVER__PORT", "0")])
+        .spawn()
+        .await;
     let r = reqwest::get(binary.url("/api/v1/nope")).await.unwrap();
     assert_eq!(r.status(), 404);
     let (_, output) = binary.stop().await;
@@ -29,9 +28,6 @@ async fn pretty_logs_of_the_real_binary_carry_no_ansi_colours_when_stdout_is_a_p
     );
 }
 
-/// Three requests at once per IP, then one a minute.
-const IP_BURST_3: &str = "[rate_limit]\nper_ip_burst = 3\nper_ip_requests_per_minute = 1\n";
-
 async fn rate_limited_message(r: reqwest::Response) -> String {
     assert_eq!(r.status(), 429);
     let v: Value = r.json().await.unwrap();
@@ -41,7 +37,7 @@ async fn rate_limited_message(r: reqwest::Response) -> String {
 
 #[tokio::test]
 async fn a_429_from_the_ip_limit_says_per_ip() {
-    let app = spawn_app(IP_BURST_3).await;
+    let app = spawn_app(&ip_limit(3)).await;
     for _ in 0..3 {
         assert_eq!(app.get("/api/v1/models").await.status(), 401);
     }
