@@ -232,9 +232,9 @@ mod tests {
             b"MARKER not json at all",
             br#"{"choices": ["MARKER"#,
         ] {
-            let err = serde_json::from_slice::<Shape>(body)
-                .map(|_| ())
-                .unwrap_err();
+            let Err(err) = serde_json::from_slice::<Shape>(body) else {
+                panic!("parsed");
+            };
             let ProviderError::Decode(message) = json_error("body", &err, body.len()) else {
                 panic!("not a decode error");
             };

@@ -479,7 +479,7 @@ mod tests {
             bytes in proptest::collection::vec(any::<u8>(), 0..2000),
             cuts in proptest::collection::vec(any::<usize>(), 0..20),
         ) {
-            let whole = decode_chunks(SMALL, &[bytes.clone()]);
+            let whole = decode_chunks(SMALL, std::slice::from_ref(&bytes));
             let pieces = decode_chunks(SMALL, &chunked(&bytes, &cuts));
             prop_assert_eq!(whole, pieces);
         }
@@ -489,14 +489,14 @@ mod tests {
             input in stream(),
             cuts in proptest::collection::vec(any::<usize>(), 0..20),
         ) {
-            let whole = decode_chunks(Limits::UPSTREAM, &[input.clone()]);
+            let whole = decode_chunks(Limits::UPSTREAM, std::slice::from_ref(&input));
             prop_assert_eq!(whole.1, None);
             let pieces = decode_chunks(Limits::UPSTREAM, &chunked(&input, &cuts));
             prop_assert_eq!(&whole, &pieces);
             let bytewise: Vec<Vec<u8>> = input.iter().map(|b| vec![*b]).collect();
             prop_assert_eq!(&whole, &decode_chunks(Limits::UPSTREAM, &bytewise));
             // Under tight caps too: the same events and the same error.
-            let small = decode_chunks(SMALL, &[input.clone()]);
+            let small = decode_chunks(SMALL, std::slice::from_ref(&input));
             prop_assert_eq!(small, decode_chunks(SMALL, &chunked(&input, &cuts)));
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod cli;
+pub mod hostile;
 pub mod observability;
 pub mod process;
 pub mod redis;
