@@ -341,15 +341,15 @@ async fn upstream_body_text_never_reaches_a_log_even_at_trace() {
 
     let (status, output) = bin.stop().await;
     assert!(status.success(), "exit {status:?}");
-    assert!(
-        output.contains("body is JSON of an unexpected shape")
-            && output.contains("stream chunk is JSON of an unexpected shape"),
-        "the decode failures were logged, by kind:\n{output}"
-    );
     let hits: Vec<&str> = output.lines().filter(|l| l.contains(BODY_MARKER)).collect();
     assert!(
         hits.is_empty(),
         "upstream body text logged:\n{}",
         hits.join("\n")
+    );
+    assert!(
+        output.contains("body is JSON of an unexpected shape")
+            && output.contains("stream chunk is JSON of an unexpected shape"),
+        "the decode failures were logged, by kind:\n{output}"
     );
 }
