@@ -9,7 +9,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::http::{Endpoint, json_body};
+use super::http::{Endpoint, json_body, json_error};
 use super::sse::{Translate, events};
 use super::{EventStream, Provider, ProviderError, ProviderRequest};
 use crate::chat::{Completion, Role, StreamEvent, Usage};
@@ -176,8 +176,8 @@ impl Translate for EventReader {
         data: &str,
         out: &mut VecDeque<StreamEvent>,
     ) -> Result<bool, ProviderError> {
-        let v: Value = serde_json::from_str(data)
-            .map_err(|e| ProviderError::Decode(format!("stream event: {e}")))?;
+        let v: Value =
+            serde_json::from_str(data).map_err(|e| json_error("stream event", &e, data.len()))?;
         let kind = v.get("type").and_then(Value::as_str).unwrap_or(name);
         match kind {
             "message_start" => {
@@ -259,7 +259,7 @@ impl Provider for Anthropic {
                 .endpoint
                 .post(&req.request_id, &Body::new(req, true))
                 .await?;
-            Ok(events(response, EventReader::default()))
+            events(response, EventReader::default())
         }
         .boxed()
     }

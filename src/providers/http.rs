@@ -8,12 +8,10 @@ use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::ProviderError;
+use super::{MAX_ANSWER_BYTES, ProviderError};
 use crate::config::ProviderConfig;
 use crate::resilience::parse_retry_after;
 
-/// Largest upstream body we read; a larger one is an unusable answer.
-const MAX_UPSTREAM_BODY: usize = 16 * 1024 * 1024;
 /// Most of an error body we look at for its error code.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -109,18 +107,40 @@ impl Endpoint {
 
 /// Reads and parses a whole 2xx JSON body.
 pub async fn json_body<T: DeserializeOwned>(response: Response) -> Result<T, ProviderError> {
-    let bytes = read_limited(response, MAX_UPSTREAM_BODY).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ProviderError::Decode(format!("body is not the expected JSON: {e}")))
+    let bytes = read_limited(response, MAX_ANSWER_BYTES).await?;
+    serde_json::from_slice(&bytes).map_err(|e| json_error("body", &e, bytes.len()))
 }
 
+/// An unusable-answer error for JSON that did not parse, by kind, position
+/// and size only: serde's own message can quote the body (`invalid type:
+/// string "…"`), and an upstream's body text must never reach a log.
+pub fn json_error(what: &str, error: &serde_json::Error, len: usize) -> ProviderError {
+    use serde_json::error::Category;
+    let kind = match error.classify() {
+        Category::Io => "unreadable",
+        Category::Syntax => "not JSON",
+        Category::Data => "JSON of an unexpected shape",
+        Category::Eof => "truncated JSON",
+    };
+    ProviderError::Decode(format!(
+        "{what} is {kind} (line {} column {}, {len} bytes)",
+        error.line(),
+        error.column()
+    ))
+}
+
+/// Reads a body of at most `limit` bytes. Past it the response is dropped at
+/// once, which closes the connection (hyper never pools a half-read body).
 async fn read_limited(mut response: Response, limit: usize) -> Result<Vec<u8>, ProviderError> {
+    let too_large = || ProviderError::Decode(format!("body larger than {limit} bytes"));
+    let declared = response.content_length().unwrap_or(0);
+    if usize::try_from(declared).map_or(true, |n| n > limit) {
+        return Err(too_large());
+    }
     let mut out = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(transport)? {
         if out.len() + chunk.len() > limit {
-            return Err(ProviderError::Decode(format!(
-                "body larger than {limit} bytes"
-            )));
+            return Err(too_large());
         }
         out.extend_from_slice(&chunk);
     }
@@ -197,5 +217,32 @@ mod tests {
             None
         );
         assert_eq!(error_code(b"<html>oops</html>"), None);
+    }
+
+    #[test]
+    fn json_errors_never_quote_the_body() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Shape {
+            choices: Vec<u8>,
+        }
+        for body in [
+            &br#"{"choices": "MARKER-in-a-string"}"#[..],
+            br#"{"MARKER-as-a-key": 1, "choices": [300]}"#,
+            b"MARKER not json at all",
+            br#"{"choices": ["MARKER"#,
+        ] {
+            let Err(err) = serde_json::from_slice::<Shape>(body) else {
+                panic!("parsed");
+            };
+            let ProviderError::Decode(message) = json_error("body", &err, body.len()) else {
+                panic!("not a decode error");
+            };
+            assert!(!message.contains("MARKER"), "{message}");
+            assert!(
+                message.contains(&format!("{} bytes", body.len())),
+                "{message}"
+            );
+        }
     }
 }

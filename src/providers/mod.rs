@@ -18,6 +18,11 @@ use futures_util::stream::BoxStream;
 use crate::chat::{Completion, Message, StreamEvent};
 use crate::config::{ProviderConfig, ProviderKind};
 
+/// Largest SSE line or event an upstream may send; a larger one is an unusable answer.
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// Largest whole upstream answer, streamed or not; a larger one is an unusable answer.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
 /// What a provider's stream yields: text as it arrives, then `Finished`.
 pub type EventStream = BoxStream<'static, Result<StreamEvent, ProviderError>>;
 

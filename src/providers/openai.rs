@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use reqwest::header::{AUTHORIZATION, HeaderMap};
 use serde::{Deserialize, Serialize};
 
-use super::http::{Endpoint, json_body};
+use super::http::{Endpoint, json_body, json_error};
 use super::sse::{Translate, events};
 use super::{EventStream, Provider, ProviderError, ProviderRequest};
 use crate::chat::{Completion, Message, StreamEvent, Usage};
@@ -174,8 +174,8 @@ impl Translate for ChunkReader {
         if data.trim() == "[DONE]" {
             return Ok(true);
         }
-        let chunk: Chunk = serde_json::from_str(data)
-            .map_err(|e| ProviderError::Decode(format!("stream chunk: {e}")))?;
+        let chunk: Chunk =
+            serde_json::from_str(data).map_err(|e| json_error("stream chunk", &e, data.len()))?;
         if chunk.error.is_some() {
             // An error reported inside a 200 stream: the provider failed mid-way.
             return Err(ProviderError::Status {
@@ -238,7 +238,7 @@ impl Provider for OpenAi {
                 .endpoint
                 .post(&req.request_id, &Body::new(req, true))
                 .await?;
-            Ok(events(response, ChunkReader::default()))
+            events(response, ChunkReader::default())
         }
         .boxed()
     }

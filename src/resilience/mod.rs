@@ -16,6 +16,7 @@ pub use circuit::{Circuit, CircuitState, Permit};
 pub use stream::{OpenStream, guard};
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -116,7 +117,7 @@ pub async fn call<A: Attempt>(
                     trail,
                 });
             }
-            let attempt_deadline = deadline.min(now + provider.policy.attempt_timeout);
+            let attempt_deadline = capped(now, provider.policy.attempt_timeout, deadline);
             let result = match tokio::time::timeout_at(
                 attempt_deadline,
                 kind.attempt(provider.client.as_ref(), &req),
@@ -169,7 +170,9 @@ pub async fn call<A: Attempt>(
                 Class::Retryable => {
                     let wait = match error.retry_after() {
                         // Honoured only when it ends before the deadline; otherwise give this target up.
-                        Some(wait) if Instant::now() + wait < deadline => wait,
+                        Some(wait) if wait < deadline.saturating_duration_since(Instant::now()) => {
+                            wait
+                        }
                         Some(_) => break error,
                         None => backoff(
                             retry,
@@ -178,7 +181,7 @@ pub async fn call<A: Attempt>(
                             rand::random(),
                         ),
                     };
-                    tokio::time::sleep_until(deadline.min(Instant::now() + wait)).await;
+                    tokio::time::sleep_until(capped(Instant::now(), wait, deadline)).await;
                     retry += 1;
                     metrics.upstream_retry(&provider.name);
                 }
@@ -198,6 +201,13 @@ pub async fn call<A: Attempt>(
         Failure::Unavailable
     };
     Err(Failed { failure, trail })
+}
+
+/// The earlier of `now + wait` and `deadline`, without ever computing an
+/// instant past `deadline`: a peer's `Retry-After` can be any number, and
+/// `Instant + Duration` panics past what the clock can represent.
+fn capped(now: Instant, wait: Duration, deadline: Instant) -> Instant {
+    now + wait.min(deadline.saturating_duration_since(now))
 }
 
 /// One metrics sample and one log event per upstream attempt.

@@ -5,6 +5,7 @@
 pub mod answers;
 pub mod binary;
 pub mod cli;
+pub mod hostile;
 pub mod observability;
 pub mod prometheus;
 pub mod redis;
