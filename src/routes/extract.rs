@@ -8,10 +8,13 @@ use axum::http::header;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::dispatch::Ctx;
+use std::sync::Arc;
+
+use crate::dispatch::{Ctx, StreamReport};
 use crate::error::ApiError;
 use crate::middleware::auth::KeyId;
 use crate::middleware::request_id::HEADER;
+use crate::middleware::request_log::Arrival;
 
 pub struct ApiJson<T>(pub T);
 
@@ -84,7 +87,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
                 .unwrap_or("")
                 .to_owned(),
             key_id: parts.extensions.get::<KeyId>().map(|k| k.0.clone()),
-            started: tokio::time::Instant::now(),
+            // Deadlines count from the request's arrival, not from the handler.
+            started: parts
+                .extensions
+                .get::<Arrival>()
+                .map_or_else(tokio::time::Instant::now, |a| a.0),
+            report: parts.extensions.get::<Arc<StreamReport>>().cloned(),
         })
     }
 }
