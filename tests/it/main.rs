@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod config_production;
 mod errors;
+mod hostile_client;
 mod interaction_log;
 mod logs;
 mod metrics;
