@@ -252,7 +252,13 @@ async fn sample_rate_zero_queues_no_line() {
 async fn the_interaction_log_file_is_created_readable_by_its_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let (app, path, _dir) = logged_app("").await;
-    post_with_id(&app, "/api/v1/chat", "req-mode-1", json!({"messages": say("hi")})).await;
+    post_with_id(
+        &app,
+        "/api/v1/chat",
+        "req-mode-1",
+        json!({"messages": say("hi")}),
+    )
+    .await;
     wait_for_lines(&path, 1).await;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "mode {mode:o}");
@@ -272,7 +278,10 @@ async fn a_streamed_answer_is_logged_up_to_max_message_chars() {
         .await;
     assert_eq!(r.status(), 200);
     let body = r.text().await.unwrap();
-    assert!(body.contains("mnopqr"), "the client gets the whole answer: {body}");
+    assert!(
+        body.contains("mnopqr"),
+        "the client gets the whole answer: {body}"
+    );
     let lines = wait_for_lines(&path, 1).await;
     assert_eq!(lines[0]["answer"], "abcdefgh", "{}", lines[0]);
 }
