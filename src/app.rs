@@ -1,5 +1,6 @@
 //! `App`: build (bind the listener, build state and router), `local_addr`,
 //! and `run` until shutdown, draining in-flight requests within the grace period.
+//! Connections speak HTTP/1.1 or HTTP/2 (h2c, prior knowledge); idle ones are closed.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,16 +13,18 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
 use tower::ServiceExt;
+use tracing::Span;
 
 use crate::config::{Config, StateBackend};
 use crate::interaction_log::InteractionLog;
 use crate::limiter::{Limiter, MemoryLimiter, Rate, RedisLimiter};
 use crate::metrics::Metrics;
 use crate::middleware::auth::KeyStore;
+use crate::middleware::body_guard;
 use crate::models::Catalog;
 use crate::providers;
 use crate::routes;
@@ -157,8 +160,11 @@ impl App {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(server.header_read_timeout);
-        let graceful = GracefulShutdown::new();
-        let header_read_timeout = server.header_read_timeout;
+        // Server shutdown, seen by every connection; and the drain: each
+        // connection task holds a sender, so `recv` ends when the last one has.
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
+        let idle_limit = server.header_read_timeout;
         tracing::info!(addr = %listener.local_addr()?, profile = state.config.profile.as_str(), "chatgate listening");
 
         tokio::pin!(shutdown);
@@ -174,23 +180,15 @@ impl App {
                         }
                     };
                     let _ = stream.set_nodelay(true);
-                    let router = router.clone();
-                    let service = tower::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                        req.extensions_mut().insert(ConnectInfo(peer));
-                        router.clone().oneshot(req)
-                    });
-                    let (builder, watcher) = (builder.clone(), graceful.watcher());
-                    tokio::spawn(async move {
-                        // hyper's header timeout starts at the first byte: a client that
-                        // connects and sends nothing must not hold the connection forever.
-                        let mut first = [0u8; 1];
-                        match tokio::time::timeout(header_read_timeout, stream.peek(&mut first)).await {
-                            Ok(Ok(n)) if n > 0 => {}
-                            _ => return,
-                        }
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
-                        let _ = watcher.watch(conn.into_owned()).await;
-                    });
+                    tokio::spawn(serve_connection(
+                        stream,
+                        peer,
+                        router.clone(),
+                        builder.clone(),
+                        idle_limit,
+                        shutdown_rx.clone(),
+                        drain_tx.clone(),
+                    ));
                 }
                 () = &mut shutdown => break,
             }
@@ -198,11 +196,115 @@ impl App {
 
         state.shutting_down.store(true, Ordering::Relaxed);
         drop(listener);
+        drop(drain_tx);
+        shutdown_tx.send_replace(true);
         tracing::info!(grace = ?server.shutdown_grace, "shutting down: draining in-flight requests");
         tokio::select! {
-            () = graceful.shutdown() => tracing::info!("all connections drained"),
+            _ = drain_rx.recv() => tracing::info!("all connections drained"),
             () = tokio::time::sleep(server.shutdown_grace) => tracing::warn!("shutdown grace expired; closing remaining connections"),
         }
         Ok(())
+    }
+}
+
+/// Requests in progress on one connection, and how many it has started (so
+/// a request that began and ended between two looks still counts as activity).
+#[derive(Debug, Clone, Copy, Default)]
+struct Activity {
+    active: usize,
+    started: u64,
+}
+
+/// One request in progress on its connection; ends with the response body.
+struct Busy(watch::Sender<Activity>);
+
+impl Busy {
+    fn enter(activity: &watch::Sender<Activity>) -> Self {
+        activity.send_modify(|a| {
+            a.active += 1;
+            a.started = a.started.wrapping_add(1);
+        });
+        Self(activity.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0
+            .send_modify(|a| a.active = a.active.saturating_sub(1));
+    }
+}
+
+/// Resolves once the connection has had no request in progress for `limit`.
+async fn idle_for(mut activity: watch::Receiver<Activity>, limit: Duration) {
+    loop {
+        let seen = activity
+            .wait_for(|a| a.active == 0)
+            .await
+            .map(|a| a.started);
+        let Ok(seen) = seen else {
+            // The connection's service is gone: so is the connection.
+            return std::future::pending().await;
+        };
+        let woke = tokio::time::timeout(
+            limit,
+            activity.wait_for(|a| a.active > 0 || a.started != seen),
+        )
+        .await;
+        if woke.is_err() {
+            return;
+        }
+    }
+}
+
+/// Serves one connection, HTTP/1.1 or HTTP/2 (h2c), until it ends. It is
+/// closed gracefully (in-progress requests finish; HTTP/2 gets GOAWAY) when
+/// it has had no request in progress for `idle_limit` (HTTP/2 has no header
+/// timeout of its own, and HTTP/1 keep-alive none between requests) or when
+/// the server shuts down.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    builder: auto::Builder<TokioExecutor>,
+    idle_limit: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    _drain: mpsc::Sender<()>,
+) {
+    // hyper's header timeout starts at the first byte: a client that
+    // connects and sends nothing must not hold the connection forever.
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(idle_limit, stream.peek(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return,
+    }
+    let (activity, watching) = watch::channel(Activity::default());
+    let service = tower::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let busy = Busy::enter(&activity);
+        let response = router.clone().oneshot(req);
+        async move {
+            let response = response.await?;
+            Ok::<_, std::convert::Infallible>(body_guard::hold(response, busy, Span::none()))
+        }
+    });
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+    tokio::pin!(conn);
+    let idle = idle_for(watching, idle_limit);
+    tokio::pin!(idle);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            () = &mut idle, if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = shutdown.wait_for(|down| *down), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
     }
 }

@@ -100,7 +100,8 @@ fn text_parts(index: usize, parts: Vec<Value>) -> Result<String, ApiError> {
     Ok(out)
 }
 
-fn truncate(s: &str, max: usize) -> Cow<'_, str> {
+/// `s` cut to `max` characters (with `…` when cut): for client values echoed in errors.
+pub(crate) fn truncate(s: &str, max: usize) -> Cow<'_, str> {
     match s.char_indices().nth(max) {
         Some((at, _)) => Cow::Owned(format!("{}…", &s[..at])),
         None => Cow::Borrowed(s),

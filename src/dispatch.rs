@@ -2,7 +2,8 @@
 //! targets through `resilience`, and observe the result (audit fields for the
 //! request log, streamed tokens, the interaction log).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use futures_util::StreamExt;
 use tokio::time::Instant;
@@ -15,12 +16,43 @@ use crate::providers::{EventStream, ProviderError};
 use crate::resilience::{self, Complete, Failed, Failure, OpenStream, Outcome};
 use crate::state::AppState;
 
-/// Who is asking, and since when.
+/// Who is asking, and since when (the request's arrival at the stack).
 #[derive(Debug, Clone)]
 pub struct Ctx {
     pub request_id: String,
     pub key_id: Option<Arc<str>>,
     pub started: Instant,
+    /// Where a stream reports how it ended, for the request log.
+    pub report: Option<Arc<StreamReport>>,
+}
+
+/// How a stream ended, filled by the stream itself and read by the request
+/// log when the response body ends (a stream's line is written then).
+#[derive(Debug, Default)]
+pub struct StreamReport {
+    streaming: AtomicBool,
+    end: OnceLock<StreamEnd>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct StreamEnd {
+    /// `success`, `degraded`, or the code of the `error` event sent.
+    pub outcome: &'static str,
+    pub usage: Option<Usage>,
+}
+
+impl StreamReport {
+    /// `None` for a whole answer; `Some(None)` for a stream that has not ended
+    /// (its client left mid-way); otherwise how it ended.
+    pub fn stream_end(&self) -> Option<Option<StreamEnd>> {
+        self.streaming
+            .load(Ordering::Relaxed)
+            .then(|| self.end.get().copied())
+    }
+
+    fn ended(&self, end: StreamEnd) {
+        let _ = self.end.set(end);
+    }
 }
 
 /// What the request log adds to its line for a chat (set as a response extension).
@@ -223,7 +255,16 @@ pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<St
                 return Err(failed(&model, f));
             }
         };
-    let events = observe(state.metrics.clone(), served.clone(), journal, events);
+    if let Some(report) = &ctx.report {
+        report.streaming.store(true, Ordering::Relaxed);
+    }
+    let events = observe(
+        state.metrics.clone(),
+        served.clone(),
+        journal,
+        ctx.report.clone(),
+        events,
+    );
     Ok(Streaming { served, events })
 }
 
@@ -234,25 +275,38 @@ impl Served {
     }
 }
 
-/// Counts streamed tokens when the stream ends, and writes its interaction line.
+/// Counts streamed tokens when the stream ends, reports how it ended to the
+/// request log, and writes its interaction line. Runs while the response body
+/// is polled, inside the request span (see `middleware::body_guard`).
 fn observe(
     metrics: crate::metrics::Metrics,
     served: Served,
     journal: Option<Journal>,
+    report: Option<Arc<StreamReport>>,
     events: EventStream,
 ) -> EventStream {
     let mut text = String::new();
+    let mut chars = 0;
     let mut journal = journal;
     events
         .map(move |event| {
             match &event {
-                Ok(StreamEvent::Delta(delta)) if journal.is_some() => text.push_str(delta),
-                Ok(StreamEvent::Delta(_)) => {}
+                Ok(StreamEvent::Delta(delta)) => {
+                    if let Some(j) = &journal {
+                        j.keep(&mut text, &mut chars, delta);
+                    }
+                }
                 Ok(StreamEvent::Finished { usage, .. }) => {
                     if let (Some(provider), Some(model)) =
                         (&served.provider, &served.provider_model)
                     {
                         metrics.tokens(provider, model, *usage);
+                    }
+                    if let Some(r) = &report {
+                        r.ended(StreamEnd {
+                            outcome: served.outcome(),
+                            usage: Some(*usage),
+                        });
                     }
                     if let Some(j) = journal.take() {
                         j.write(
@@ -265,12 +319,17 @@ fn observe(
                 }
                 Err(error) => {
                     tracing::warn!(%error, "stream ended with an error after it began");
+                    let timeout = matches!(error, ProviderError::Timeout);
+                    if let Some(r) = &report {
+                        // The code of the `error` event the client gets.
+                        let code = if timeout { "timeout" } else { "upstream_error" };
+                        r.ended(StreamEnd {
+                            outcome: code,
+                            usage: None,
+                        });
+                    }
                     if let Some(j) = journal.take() {
-                        let outcome = if matches!(error, ProviderError::Timeout) {
-                            "timeout"
-                        } else {
-                            "error"
-                        };
+                        let outcome = if timeout { "timeout" } else { "error" };
                         j.write(
                             served.provider.clone(),
                             std::mem::take(&mut text),
@@ -293,6 +352,9 @@ struct Journal {
     started: Instant,
     model: Arc<str>,
     messages: Arc<[Message]>,
+    /// At most this many characters of an answer are logged (`chat.max_message_chars`,
+    /// what one message may hold), so a long stream cannot grow the buffer without end.
+    answer_cap: usize,
 }
 
 impl Journal {
@@ -311,7 +373,20 @@ impl Journal {
             started: ctx.started,
             model: model.name.clone(),
             messages: messages.clone(),
+            answer_cap: state.config.chat.max_message_chars,
         })
+    }
+
+    /// Appends `delta` to a streamed answer's `text` (`chars` characters so
+    /// far), up to the cap; past it, a delta costs nothing.
+    fn keep(&self, text: &mut String, chars: &mut usize, delta: &str) {
+        let room = self.answer_cap.saturating_sub(*chars);
+        if room == 0 {
+            return;
+        }
+        let before = text.len();
+        text.extend(delta.chars().take(room));
+        *chars += text[before..].chars().count();
     }
 
     fn write(
@@ -321,6 +396,10 @@ impl Journal {
         usage: Usage,
         outcome: &'static str,
     ) {
+        let answer = match answer.char_indices().nth(self.answer_cap) {
+            Some((at, _)) => answer[..at].to_owned(),
+            None => answer,
+        };
         self.log.record(Interaction {
             request_id: self.request_id,
             key_id: self.key_id,

@@ -11,6 +11,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::chat::truncate;
+
+/// Client values echoed in an error message (an unknown model name) are cut
+/// to this many characters, so an error body stays small whatever was sent.
+pub const ECHO_MAX_CHARS: usize = 64;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
     /// Client's request is wrong; the message says how (it never quotes upstream bodies).
@@ -86,7 +92,7 @@ impl ApiError {
             ModelNotFound(name) => (
                 StatusCode::NOT_FOUND,
                 "model_not_found",
-                format!("unknown model `{name}`").into(),
+                format!("unknown model `{}`", truncate(name, ECHO_MAX_CHARS)).into(),
             ),
             MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,

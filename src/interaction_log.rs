@@ -1,6 +1,7 @@
 //! The interaction log: one JSON line per sampled chat, with prompt and answer
 //! text redacted, written by a background task. A full queue drops the line
 //! (counted in `chatgate_interaction_log_dropped_total`); a chat never waits.
+//! A file the log creates is readable by its owner only (0600).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -97,12 +98,12 @@ impl InteractionLog {
             if path == "-" {
                 write_lines(rx, tokio::io::stdout()).await;
             } else {
-                match tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .await
-                {
+                let mut options = tokio::fs::OpenOptions::new();
+                options.create(true).append(true);
+                // Prompts and answers, even redacted, are for the operator only.
+                #[cfg(unix)]
+                options.mode(0o600);
+                match options.open(&path).await {
                     Ok(file) => write_lines(rx, file).await,
                     Err(error) => {
                         tracing::error!(%error, path, "cannot open the interaction log; lines will be dropped")

@@ -28,8 +28,26 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
 ];
 
+/// The `method` label of any method outside the standard seven: a client
+/// can invent methods, and each would otherwise be a new series.
+pub const OTHER_METHOD: &str = "other";
+
+/// The bounded `method` label (and log field) of a request.
+pub fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => OTHER_METHOD,
+    }
+}
+
 /// Label values known ahead, so the per-request labels need no allocation.
-const METHODS: &[&str] = &["GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"];
 const ROUTES: &[&str] = &[
     "/api/v1/chat",
     "/api/v1/chat/completions",
@@ -171,9 +189,10 @@ impl Metrics {
         &self.in_flight
     }
 
-    pub fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    /// One answered request; `method` is a [`method_label`].
+    pub fn http_request(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
         let (method, route) = (
-            static_or_owned(method, METHODS),
+            SharedString::const_str(method),
             static_or_owned(route, ROUTES),
         );
         let labels = vec![

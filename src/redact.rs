@@ -1,6 +1,7 @@
 //! Redaction of free text for the interaction log: e-mail addresses, phone
-//! numbers, card numbers, API-key-like secrets and IP addresses become typed
-//! placeholders. Order matters: longer, more specific shapes go first.
+//! numbers, card numbers, secrets (API keys, JWTs, AWS key ids, Slack tokens)
+//! and IP addresses become typed placeholders. Order matters: longer, more
+//! specific shapes go first.
 
 use std::sync::LazyLock;
 
@@ -13,8 +14,13 @@ struct Rule {
 
 static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     [
-        // Bearer tokens, `sk-…`/`pk-…`-style keys, long hex and base64 runs.
+        // Bearer tokens, JWTs (three base64url parts, the first a JSON `{"`),
+        // AWS access key ids, Slack tokens, `sk-…`/`pk-…`-style keys, long hex
+        // and base64 runs.
         (r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}", "[SECRET]"),
+        (r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*", "[SECRET]"),
+        (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", "[SECRET]"),
+        (r"\bxox[baprs]-[A-Za-z0-9-]{10,}", "[SECRET]"),
         (r"\b(?:sk|pk|rk|ak)-[A-Za-z0-9_-]{12,}", "[SECRET]"),
         (r"\b[A-Fa-f0-9]{32,}\b", "[SECRET]"),
         (r"\b[A-Za-z0-9+/_-]{40,}={0,2}", "[SECRET]"),
@@ -69,6 +75,16 @@ mod tests {
                 "Authorization: [SECRET]",
             ),
             ("from 192.168.10.24 and 2001:db8::1", "from [IP] and [IP]"),
+            (
+                "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk end",
+                "jwt [SECRET] end",
+            ),
+            ("aws AKIAIOSFODNN7EXAMPLE key", "aws [SECRET] key"),
+            (
+                "slack xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOp ok",
+                "slack [SECRET] ok",
+            ),
+            ("short eyJhbGciOiJIUzI1NiJ9.eyJ0Ijo.x", "short [SECRET]"),
             (
                 "ring 415.555.0134 or +44 20 7946 0958",
                 "ring [PHONE] or [PHONE]",

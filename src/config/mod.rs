@@ -130,6 +130,9 @@ pub struct ClientKeyConfig {
 pub struct RateLimitConfig {
     pub per_ip_requests_per_minute: u32,
     pub per_ip_burst: u32,
+    /// IPv6 clients share one per-IP bucket per prefix of this length (1..=128):
+    /// one subscriber usually holds a whole /64.
+    pub ipv6_prefix: u8,
 }
 
 impl Default for RateLimitConfig {
@@ -137,6 +140,7 @@ impl Default for RateLimitConfig {
         Self {
             per_ip_requests_per_minute: 60,
             per_ip_burst: 20,
+            ipv6_prefix: 64,
         }
     }
 }

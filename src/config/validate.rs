@@ -149,6 +149,12 @@ pub fn validate(config: &Config, env: &Environment) -> Vec<Problem> {
             "must be at least 1".into(),
         );
     }
+    if !(1..=128).contains(&config.rate_limit.ipv6_prefix) {
+        bad(
+            "rate_limit.ipv6_prefix".into(),
+            "must be between 1 and 128".into(),
+        );
+    }
 
     if tracing_subscriber::EnvFilter::try_new(&config.logging.level).is_err() {
         bad(

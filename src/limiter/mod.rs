@@ -12,16 +12,32 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use ipnet::Ipv6Net;
 
 /// Which bucket a request draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket<'a> {
+    /// A client IP, masked by [`Bucket::client_ip`].
     Ip(IpAddr),
     /// A client key, by its id.
     Key(&'a str),
 }
 
 impl Bucket<'_> {
+    /// The bucket of a client IP: IPv4 per address, IPv6 per network of
+    /// `ipv6_prefix` bits (an IPv6 holder has a whole /64 or more to spread
+    /// over). Every backend keys by this, so the masking happens once.
+    pub fn client_ip(ip: IpAddr, ipv6_prefix: u8) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let net =
+                    Ipv6Net::new(v6, ipv6_prefix.min(128)).map_or(v6, |net| net.trunc().addr());
+                Bucket::Ip(IpAddr::V6(net))
+            }
+            v4 => Bucket::Ip(v4),
+        }
+    }
+
     /// The `scope` label of `chatgate_rate_limited_total`.
     pub fn scope(&self) -> &'static str {
         match self {
@@ -70,5 +86,40 @@ pub trait Limiter: Send + Sync {
     /// `Some(reason)` while the limiter runs degraded (e.g. Redis unreachable).
     fn degraded(&self) -> Option<&'static str> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse()
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+
+    #[test]
+    fn ipv6_is_keyed_by_its_prefix_and_ipv4_by_its_address() {
+        assert_eq!(
+            Bucket::client_ip(ip("2001:db8:1:2:aaaa::1"), 64),
+            Bucket::Ip(ip("2001:db8:1:2::"))
+        );
+        assert_eq!(
+            Bucket::client_ip(ip("2001:db8:1:2:aaaa::1"), 48),
+            Bucket::Ip(ip("2001:db8:1::"))
+        );
+        assert_eq!(
+            Bucket::client_ip(ip("2001:db8::7"), 128),
+            Bucket::Ip(ip("2001:db8::7"))
+        );
+        assert_eq!(
+            Bucket::client_ip(ip("198.51.100.7"), 64),
+            Bucket::Ip(ip("198.51.100.7"))
+        );
+        assert_eq!(
+            Bucket::client_ip(ip("::ffff:198.51.100.7"), 64),
+            Bucket::Ip(ip("198.51.100.7")),
+            "IPv4-mapped addresses are IPv4"
+        );
     }
 }

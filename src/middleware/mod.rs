@@ -1,7 +1,9 @@
 //! The one middleware stack, top to bottom, with why each layer is where it is.
 
 pub mod auth;
+pub mod body_guard;
 pub mod client_ip;
+pub mod concurrency;
 pub mod error_body;
 pub mod rate_limit;
 pub mod request_id;
@@ -15,7 +17,6 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::{BoxError, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -85,13 +86,14 @@ pub fn stack(router: Router<AppState>, state: &AppState) -> Router<AppState> {
         .layer(axum::middleware::from_fn(error_body::render_errors))
         // 9. A panic becomes a JSON 500 and the server lives on.
         .layer(CatchPanicLayer::custom(panic_response))
-        // 10. Whole-request timeout (504) and load shedding at the concurrency
-        //     cap (503 at once, nothing queued), turned into ApiErrors.
-        .layer(HandleErrorLayer::new(overload_or_timeout))
+        // 10. Timeout to the response headers (504; streams keep their own
+        //     deadline), then the concurrency cap (503 at once, nothing queued),
+        //     whose permit a stream holds until its body ends.
+        .layer(HandleErrorLayer::new(timeout_error))
         .timeout(server.request_timeout)
-        .load_shed()
-        .layer(GlobalConcurrencyLimitLayer::new(
-            server.max_concurrent_requests,
+        .layer(axum::middleware::from_fn_with_state(
+            concurrency::permits(server.max_concurrent_requests),
+            concurrency::limit,
         ))
         // 11. Body limit: refuse a declared oversize body before reading it (413);
         //     axum's own smaller default limit is replaced by ours.
@@ -158,11 +160,9 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::Internal.into_response()
 }
 
-async fn overload_or_timeout(err: BoxError) -> ApiError {
+async fn timeout_error(err: BoxError) -> ApiError {
     if err.is::<tower::timeout::error::Elapsed>() {
         ApiError::Timeout
-    } else if err.is::<tower::load_shed::error::Overloaded>() {
-        ApiError::Overloaded
     } else {
         tracing::error!(error = %err, "middleware error");
         ApiError::Internal

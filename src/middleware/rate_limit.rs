@@ -30,14 +30,15 @@ async fn enforce(state: &AppState, bucket: Bucket<'_>) -> Result<(), ApiError> {
     }
 }
 
-/// The client IP's bucket (before auth, so unauthenticated floods are limited too).
+/// The client IP's bucket (IPv6 by prefix; before auth, so unauthenticated floods are limited too).
 pub async fn per_ip(
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     if let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>().copied() {
-        enforce(&state, Bucket::Ip(ip)).await?;
+        let bucket = Bucket::client_ip(ip, state.config.rate_limit.ipv6_prefix);
+        enforce(&state, bucket).await?;
     }
     Ok(next.run(req).await)
 }

@@ -1,27 +1,39 @@
 //! One structured event per request, the HTTP metrics, and the request span
-//! that puts `request_id` on every log line of the request. Also resolves the
-//! client IP, once, for the rate limiter and the log.
+//! that puts `request_id` on every log line of the request (a stream's too:
+//! its body is polled inside the span). Also resolves the client IP, once,
+//! for the rate limiter and the log, and stamps the request's arrival.
+//!
+//! The metrics are taken when the headers go out; the log line when the
+//! response body ends (or is dropped), so a stream's line has its final
+//! outcome, total latency and tokens. The in-flight gauge is held as long.
 
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use tracing::Instrument;
+use tokio::time::Instant;
+use tracing::{Instrument, Span};
 
 use super::auth::KeyId;
+use super::body_guard;
 use super::client_ip::{ClientIp, resolve};
-use crate::dispatch::Audit;
+use crate::dispatch::{Audit, StreamReport};
 use crate::error::ErrorInfo;
+use crate::metrics::method_label;
 use crate::state::AppState;
 
 /// The `route` label of requests that matched no route (bounded cardinality).
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
+/// When the request reached the stack (a request extension): deadlines count from here.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival(pub Instant);
+
 pub async fn log_request(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -46,50 +58,92 @@ pub async fn log_request(State(state): State<AppState>, mut req: Request, next: 
     if let Some(ip) = client_ip {
         req.extensions_mut().insert(ClientIp(ip));
     }
+    let report = Arc::new(StreamReport::default());
+    req.extensions_mut().insert(Arrival(started));
+    req.extensions_mut().insert(report.clone());
 
-    let span =
-        tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    let span = tracing::info_span!("request", request_id = %request_id, method, route = %route);
     let in_flight = InFlight::enter(state.metrics.in_flight().clone());
     let response = next.run(req).instrument(span.clone()).await;
-    drop(in_flight);
 
-    let elapsed = started.elapsed();
     let status = response.status().as_u16();
     state
         .metrics
-        .http_request(method.as_str(), &route, status, elapsed.as_secs_f64());
+        .http_request(method, &route, status, started.elapsed().as_secs_f64());
 
-    let key_id = response.extensions().get::<KeyId>().map(|k| &*k.0);
-    let audit = response.extensions().get::<Audit>();
-    let error_code = response.extensions().get::<ErrorInfo>().map(|e| e.code);
-    let outcome = error_code.unwrap_or(if audit.is_some_and(|a| a.degraded) {
-        "degraded"
-    } else {
-        "success"
-    });
-    let _entered = span.enter();
-    tracing::info!(
-        target: "chatgate::request",
-        request_id = %request_id,
-        method = %method,
-        route = %route,
+    let line = Line {
+        started,
+        request_id,
+        method,
+        route,
         status,
-        latency_ms = elapsed.as_secs_f64() * 1000.0,
-        client_ip = client_ip.map(tracing::field::display),
-        key_id,
-        model = audit.map(|a| &*a.model),
-        provider = audit.and_then(|a| a.provider.as_deref()),
-        input_tokens = audit.and_then(|a| a.usage).map(|u| u.input_tokens),
-        output_tokens = audit.and_then(|a| a.usage).map(|u| u.output_tokens),
-        degraded = audit.map(|a| a.degraded),
-        outcome,
-        "request"
-    );
-    response
+        client_ip,
+        key_id: response.extensions().get::<KeyId>().map(|k| k.0.clone()),
+        audit: response.extensions().get::<Audit>().cloned(),
+        error_code: response.extensions().get::<ErrorInfo>().map(|e| e.code),
+        report,
+        span: span.clone(),
+        _in_flight: in_flight,
+    };
+    body_guard::hold(response, line, span)
+}
+
+/// The request's log line, written when dropped: with the response body.
+struct Line {
+    started: Instant,
+    request_id: String,
+    method: &'static str,
+    route: String,
+    status: u16,
+    client_ip: Option<IpAddr>,
+    key_id: Option<Arc<str>>,
+    audit: Option<Audit>,
+    error_code: Option<&'static str>,
+    report: Arc<StreamReport>,
+    span: Span,
+    /// Released after the line is written, with the body.
+    _in_flight: InFlight,
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        let audit = self.audit.as_ref();
+        let stream = self.report.stream_end();
+        let outcome = match (self.error_code, stream) {
+            (Some(code), _) => code,
+            (None, Some(Some(end))) => end.outcome,
+            // The client left before the stream ended.
+            (None, Some(None)) => "cancelled",
+            (None, None) if audit.is_some_and(|a| a.degraded) => "degraded",
+            (None, None) => "success",
+        };
+        let usage = stream
+            .flatten()
+            .and_then(|end| end.usage)
+            .or(audit.and_then(|a| a.usage));
+        let _entered = self.span.enter();
+        tracing::info!(
+            target: "chatgate::request",
+            request_id = %self.request_id,
+            method = self.method,
+            route = %self.route,
+            status = self.status,
+            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            client_ip = self.client_ip.map(tracing::field::display),
+            key_id = self.key_id.as_deref(),
+            model = audit.map(|a| &*a.model),
+            provider = audit.and_then(|a| a.provider.as_deref()),
+            input_tokens = usage.map(|u| u.input_tokens),
+            output_tokens = usage.map(|u| u.output_tokens),
+            degraded = audit.map(|a| a.degraded),
+            outcome,
+            "request"
+        );
+    }
 }
 
 /// Holds one unit of `chatgate_in_flight_requests`; released on drop, so a
-/// request whose client leaves (its future dropped mid-way) is released too.
+/// request whose client leaves (its future or body dropped mid-way) is released too.
 struct InFlight(metrics::Gauge);
 
 impl InFlight {

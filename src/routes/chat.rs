@@ -30,7 +30,7 @@ pub struct Body {
 }
 
 impl Body {
-    fn into_request(self) -> Result<ChatRequest, ApiError> {
+    pub(super) fn into_request(self) -> Result<ChatRequest, ApiError> {
         let messages = self
             .messages
             .ok_or_else(|| ApiError::invalid("messages is required"))?

@@ -303,3 +303,42 @@ async fn each_line_carries_a_ts_in_rfc3339_utc_from_when_the_chat_was_served() {
         "{ts} lies within the chat ({before}..={after})"
     );
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_interaction_log_file_is_created_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let (app, path, _dir) = logged_app("").await;
+    post_with_id(
+        &app,
+        "/api/v1/chat",
+        "req-mode-1",
+        json!({"messages": say("hi")}),
+    )
+    .await;
+    wait_for_lines(&path, 1).await;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "mode {mode:o}");
+}
+
+#[tokio::test]
+async fn a_streamed_answer_is_logged_up_to_max_message_chars() {
+    let up = Upstream::openai().await;
+    up.push([Reply::stream(&["abcdef", "ghijkl", "mnopqr"])]);
+    let extra = format!(
+        "[chat]\nmax_message_chars = 8\n{}\n[models.default]\ntargets = [\"up:m\"]\n",
+        provider_toml("up", "openai", &up)
+    );
+    let (app, path, _dir) = logged_app(&extra).await;
+    let r = app
+        .chat(json!({"messages": say("hi"), "stream": true}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("mnopqr"),
+        "the client gets the whole answer: {body}"
+    );
+    let lines = wait_for_lines(&path, 1).await;
+    assert_eq!(lines[0]["answer"], "abcdefgh", "{}", lines[0]);
+}
