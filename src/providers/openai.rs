@@ -12,22 +12,20 @@ use super::http::{Endpoint, json_body};
 use super::sse::{Translate, events};
 use super::{EventStream, Provider, ProviderError, ProviderRequest};
 use crate::chat::{Completion, Message, StreamEvent, Usage};
-use crate::config::ProviderConfig;
+use crate::config::HttpApi;
 
-const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
 pub struct OpenAi {
     endpoint: Endpoint,
 }
 
 impl OpenAi {
-    pub fn new(config: &ProviderConfig, client: reqwest::Client) -> Self {
+    pub fn new(config: &HttpApi, client: reqwest::Client) -> Self {
         let bearer = |key: &str| (AUTHORIZATION, format!("Bearer {key}"));
         Self {
             endpoint: Endpoint::new(
                 client,
                 config,
-                DEFAULT_BASE_URL,
                 "chat/completions",
                 bearer,
                 HeaderMap::new(),

@@ -55,7 +55,7 @@ async fn shipped_config_serves_the_mock_provider_to_the_dev_key_on_a_fresh_clone
 #[test]
 fn shipped_development_profile_is_loopback_8080_with_readable_logs_and_the_dev_key() {
     let clone = fresh_clone();
-    let v = run(chatgate(clone.path()).arg("check-config")).json();
+    let v = run(chatgate(clone.path()).args(["check-config", "--json"])).json();
     assert_eq!(v["profile"], "development");
     assert_eq!(
         (&v["server"]["host"], &v["server"]["port"]),
@@ -88,7 +88,7 @@ fn shipped_production_profile_refuses_to_start_without_provider_and_client_keys(
 fn shipped_production_profile_loads_once_its_keys_are_set() {
     let clone = fresh_clone();
     let out = run(chatgate(clone.path())
-        .arg("check-config")
+        .args(["check-config", "--json"])
         .env("APP_ENV", "production")
         .env("OPENAI_API_KEY", "sk-openai-prod-secret-1")
         .env("ANTHROPIC_API_KEY", "sk-ant-prod-secret-2")
@@ -106,7 +106,7 @@ fn shipped_production_profile_loads_once_its_keys_are_set() {
     }
 
     let dev = run(chatgate(clone.path())
-        .arg("check-config")
+        .args(["check-config", "--json"])
         .env("APP_ENV", "production")
         .env("OPENAI_API_KEY", "sk-openai-prod-secret-1")
         .env("ANTHROPIC_API_KEY", "sk-ant-prod-secret-2")
@@ -123,7 +123,7 @@ fn shipped_production_profile_loads_once_its_keys_are_set() {
 fn shipped_staging_profile_loads_with_json_logs() {
     let clone = fresh_clone();
     let v = run(chatgate(clone.path())
-        .arg("check-config")
+        .args(["check-config", "--json"])
         .env("APP_ENV", "staging"))
     .json();
     assert_eq!(v["profile"], "staging");
@@ -155,7 +155,7 @@ fn check_config_prints_the_effective_config_with_every_secret_redacted() {
         ),
     ];
     let out = run(chatgate(dir.path())
-        .arg("check-config")
+        .args(["check-config", "--json"])
         .env("CHATGATE_CONFIG_DIR", dir.path())
         .env("CHATGATE_SERVER__PORT", "9100")
         .envs(secrets));
@@ -164,7 +164,14 @@ fn check_config_prints_the_effective_config_with_every_secret_redacted() {
         v["server"]["port"], 9100,
         "the effective config, env layer included"
     );
-    let redacted = |section: &Value| section.as_object().unwrap().values().any(|x| x == REDACTED);
+    // A resolved secret shows as "[REDACTED]" or "[REDACTED] from VAR".
+    let redacted = |section: &Value| {
+        section
+            .as_object()
+            .unwrap()
+            .values()
+            .any(|x| x.as_str().is_some_and(|s| s.starts_with(REDACTED)))
+    };
     assert_eq!(v["auth"]["keys"]["hashed"]["sha256"], REDACTED);
     assert_eq!(
         v["auth"]["keys"]["fromenv"]["env"], "CHATGATE_FRONTEND_KEY",
@@ -196,7 +203,7 @@ fn check_config_reports_every_problem_at_once_one_line_each() {
          [chat]\nmax_messages = 0\n[state]\nbackend = \"redis\"\n",
     );
     let out = run(chatgate(dir.path())
-        .arg("check-config")
+        .args(["check-config", "--json"])
         .env("CHATGATE_CONFIG_DIR", dir.path())
         .env(
             "CHATGATE_REDIS_URL",
@@ -237,7 +244,7 @@ fn chatgate_variables_that_are_not_config_keys_do_not_trip_check_config() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "layer.toml", "[server]\nport = 5151\n");
     let out = run(chatgate(dir.path())
-        .arg("check-config")
+        .args(["check-config", "--json"])
         .env("CHATGATE_CONFIG_DIR", dir.path())
         .env("CHATGATE_CONFIG", dir.path().join("layer.toml"))
         .env("CHATGATE_REDIS_URL", "redis://127.0.0.1:6379")
@@ -254,7 +261,7 @@ fn dotenv_in_the_working_directory_fills_variables_but_never_overrides_set_ones(
         "CHATGATE_SERVER__PORT=7001\nCHATGATE_SERVER__MAX_BODY_BYTES=4242\nAPP_ENV=staging\n",
     );
     let v = run(chatgate(dir.path())
-        .arg("check-config")
+        .args(["check-config", "--json"])
         .env("CHATGATE_SERVER__PORT", "7002"))
     .json();
     assert_eq!(v["server"]["port"], 7002, "the variable already set wins");
@@ -272,7 +279,11 @@ fn dash_dash_config_adds_a_layer_that_wins_over_chatgate_config_and_loses_to_env
     );
     write(dir.path(), "env.toml", "[server]\nport = 2222\n");
     let port = |args: &[&str], vars: &[(&str, &str)]| {
-        let v = run(chatgate(dir.path()).args(args).envs(vars.iter().copied())).json();
+        let v = run(chatgate(dir.path())
+            .args(args)
+            .arg("--json")
+            .envs(vars.iter().copied()))
+        .json();
         v["server"]["port"].clone()
     };
     let from_env = ("CHATGATE_CONFIG", "env.toml");

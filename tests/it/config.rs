@@ -221,7 +221,10 @@ fn maps_merge_key_by_key_across_layers() {
     );
     let m = &c.models["default"];
     assert_eq!(
-        (m.targets.clone(), m.max_tokens),
+        (
+            m.targets.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            m.max_tokens.map(std::num::NonZeroU32::get)
+        ),
         (vec!["up:m".to_owned()], Some(10))
     );
     assert_eq!(m.system_prompt.as_deref(), Some("Be brief."));

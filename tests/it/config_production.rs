@@ -50,7 +50,7 @@ fn a_valid_production_config_loads() {
     )
     .unwrap();
     assert_eq!(c.profile.as_str(), "production");
-    assert!(c.providers["openai"].api_key.is_some());
+    assert!(c.providers["openai"].api_key().is_some());
 }
 
 #[test]

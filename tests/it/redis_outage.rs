@@ -230,7 +230,7 @@ async fn check_config_and_startup_errors_never_show_the_redis_url() {
         cmd
     };
 
-    let ok = run(redis_env(&url).arg("check-config"));
+    let ok = run(redis_env(&url).args(["check-config", "--json"]));
     assert_eq!(ok.json()["state"]["redis_url"], "[REDACTED]");
     assert!(!ok.all().contains(PASSWORD), "{ok:?}");
 
