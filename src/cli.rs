@@ -196,7 +196,10 @@ async fn healthcheck(port: u16) -> ExitCode {
     match client.get(&url).send().await {
         Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
         Ok(r) => {
-            eprintln!("chatgate: healthcheck failed: {url} answered status {}", r.status().as_u16());
+            eprintln!(
+                "chatgate: healthcheck failed: {url} answered status {}",
+                r.status().as_u16()
+            );
             ExitCode::FAILURE
         }
         Err(e) => {

@@ -82,7 +82,10 @@ pub(super) fn check(
     let s = &raw.server;
     for (path, zero) in [
         ("server.request_timeout", s.request_timeout.is_zero()),
-        ("server.header_read_timeout", s.header_read_timeout.is_zero()),
+        (
+            "server.header_read_timeout",
+            s.header_read_timeout.is_zero(),
+        ),
     ] {
         if zero {
             bad(path.into(), "must be greater than zero".into());
@@ -237,7 +240,9 @@ pub(super) fn check(
             (None, None) => None,
         };
         p.upstream = match (p.kind, base_url) {
-            (ProviderKind::Openai, Some(base_url)) => Upstream::Openai(HttpApi { base_url, api_key }),
+            (ProviderKind::Openai, Some(base_url)) => {
+                Upstream::Openai(HttpApi { base_url, api_key })
+            }
             (ProviderKind::Anthropic, Some(base_url)) => {
                 Upstream::Anthropic(HttpApi { base_url, api_key })
             }

@@ -121,8 +121,8 @@ impl Origin {
 impl TryFrom<String> for Origin {
     type Error = String;
     fn try_from(text: String) -> Result<Self, String> {
-        let well_formed = (text.starts_with("http://") || text.starts_with("https://"))
-            && !text.ends_with('/');
+        let well_formed =
+            (text.starts_with("http://") || text.starts_with("https://")) && !text.ends_with('/');
         match HeaderValue::from_str(&text) {
             Ok(value) if well_formed => Ok(Self(value)),
             _ => Err(format!(
@@ -172,8 +172,7 @@ impl TryFrom<String> for LogLevel {
         for directive in text.split(',').map(str::trim) {
             // `target=level` and `target[span]=level` end in a level; a bare word must be one.
             let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
-            if !directive.contains('[') && !LEVELS.contains(&level.to_ascii_lowercase().as_str())
-            {
+            if !directive.contains('[') && !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
                 let hint = super::problem::did_you_mean(level, &LEVELS)
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
@@ -261,7 +260,10 @@ mod tests {
     #[test]
     fn a_target_splits_at_the_first_colon_once() {
         let t = TargetRef::try_from("local:llama3:8b".to_owned()).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((t.provider.as_str(), t.model.as_str()), ("local", "llama3:8b"));
+        assert_eq!(
+            (t.provider.as_str(), t.model.as_str()),
+            ("local", "llama3:8b")
+        );
         assert!(TargetRef::try_from("nocolon".to_owned()).is_err());
         assert!(TargetRef::try_from(":m".to_owned()).is_err());
     }
@@ -280,7 +282,13 @@ mod tests {
 
     #[test]
     fn log_levels_that_enable_nothing_are_refused() {
-        for ok in ["info", "WARN", "info,chatgate=debug", "chatgate::providers=trace", "off"] {
+        for ok in [
+            "info",
+            "WARN",
+            "info,chatgate=debug",
+            "chatgate::providers=trace",
+            "off",
+        ] {
             assert!(LogLevel::try_from(ok.to_owned()).is_ok(), "{ok}");
         }
         for bad in ["verbose", "warnn", "info,chatgate"] {

@@ -33,13 +33,7 @@ impl Anthropic {
             HeaderValue::from_static(ANTHROPIC_VERSION),
         );
         Self {
-            endpoint: Endpoint::new(
-                client,
-                config,
-                "messages",
-                x_api_key,
-                fixed,
-            ),
+            endpoint: Endpoint::new(client, config, "messages", x_api_key, fixed),
         }
     }
 }

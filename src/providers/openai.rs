@@ -14,7 +14,6 @@ use super::{EventStream, Provider, ProviderError, ProviderRequest};
 use crate::chat::{Completion, Message, StreamEvent, Usage};
 use crate::config::HttpApi;
 
-
 pub struct OpenAi {
     endpoint: Endpoint,
 }
@@ -23,13 +22,7 @@ impl OpenAi {
     pub fn new(config: &HttpApi, client: reqwest::Client) -> Self {
         let bearer = |key: &str| (AUTHORIZATION, format!("Bearer {key}"));
         Self {
-            endpoint: Endpoint::new(
-                client,
-                config,
-                "chat/completions",
-                bearer,
-                HeaderMap::new(),
-            ),
+            endpoint: Endpoint::new(client, config, "chat/completions", bearer, HeaderMap::new()),
         }
     }
 }

@@ -103,6 +103,8 @@ pub fn run(cmd: &mut Command) -> Finished {
 pub struct Served {
     child: Child,
     pub addr: SocketAddr,
+    /// The log lines before "chatgate listening".
+    pub startup: Vec<String>,
 }
 
 impl Served {
@@ -134,7 +136,11 @@ impl Served {
                         && v["message"] == "chatgate listening"
                     {
                         let addr = v["addr"].as_str().unwrap().parse().unwrap();
-                        return Served { child, addr };
+                        return Served {
+                            child,
+                            addr,
+                            startup: seen,
+                        };
                     }
                     seen.push(line);
                 }
