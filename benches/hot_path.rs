@@ -22,7 +22,8 @@ use tower::ServiceExt;
 
 use chatgate::chat::ChatRequest;
 use chatgate::config::{
-    AuthConfig, ClientKeyConfig, Environment, LoadOptions, LogFormat, LoggingConfig, sha256_hex,
+    AuthConfig, ClientKeyConfig, Environment, KeyHash, LoadOptions, LogFormat, LogLevel,
+    LoggingConfig, sha256_hex,
 };
 use chatgate::limiter::{Bucket, Decision, MemoryLimiter, Rate};
 use chatgate::middleware::auth::KeyStore;
@@ -50,10 +51,7 @@ fn key_store(keys: usize) -> KeyStore {
         };
         config.keys.insert(
             format!("key{i}"),
-            ClientKeyConfig {
-                sha256: Some(sha256_hex(&key).into()),
-                ..Default::default()
-            },
+            ClientKeyConfig::hashed(KeyHash::of(&key)),
         );
     }
     KeyStore::new(&config)
@@ -236,7 +234,7 @@ fn build_app(rt: &tokio::runtime::Runtime, extra: &[(&str, &str)]) -> (chatgate:
 /// piece away, so the difference is that piece's cost.
 fn full_stack(c: &mut Criterion) {
     let logging = LoggingConfig {
-        level: "info".into(),
+        level: LogLevel::default(),
         format: LogFormat::Json,
     };
     let _ = tracing::subscriber::set_global_default(chatgate::telemetry::subscriber(

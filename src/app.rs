@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tower::ServiceExt;
 use tracing::Span;
 
-use crate::config::{Config, StateBackend};
+use crate::config::Config;
 use crate::interaction_log::InteractionLog;
 use crate::limiter::{Limiter, MemoryLimiter, Rate, RedisLimiter};
 use crate::metrics::Metrics;
@@ -56,23 +56,24 @@ pub struct App {
 
 fn limiter(config: &Config, metrics: &Metrics) -> Result<Arc<dyn Limiter>, BuildError> {
     let rl = &config.rate_limit;
-    // Validation refuses zero rates; the fallback only satisfies the type.
-    let fallback = Rate {
-        per_minute: std::num::NonZeroU32::MIN,
-        burst: std::num::NonZeroU32::MIN,
+    let ip_rate = Rate {
+        per_minute: rl.per_ip_requests_per_minute,
+        burst: rl.per_ip_burst,
     };
-    let ip_rate = Rate::new(rl.per_ip_requests_per_minute, rl.per_ip_burst).unwrap_or(fallback);
     let key_rates: HashMap<String, Rate> = config
         .auth
         .keys
         .iter()
         .filter_map(|(id, k)| {
-            let rpm = k.requests_per_minute?;
-            Some((id.clone(), Rate::new(rpm, k.burst.unwrap_or(rpm))?))
+            // Keys without `requests_per_minute` have no per-key limit.
+            let per_minute = k.requests_per_minute?;
+            let burst = k.burst.unwrap_or(per_minute);
+            Some((id.clone(), Rate { per_minute, burst }))
         })
         .collect();
-    match (&config.state.backend, &config.state.redis_url) {
-        (StateBackend::Redis, Some(url)) => {
+    // The check sets `redis_url` exactly when `backend = "redis"`.
+    match &config.state.redis_url {
+        Some(url) => {
             let limiter = RedisLimiter::new(
                 url,
                 ip_rate,
@@ -83,7 +84,7 @@ fn limiter(config: &Config, metrics: &Metrics) -> Result<Arc<dyn Limiter>, Build
             .map_err(BuildError::Redis)?;
             Ok(limiter)
         }
-        _ => {
+        None => {
             let limiter = MemoryLimiter::new(ip_rate, key_rates);
             limiter.spawn_eviction();
             Ok(limiter)

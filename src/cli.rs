@@ -1,5 +1,6 @@
 //! The command line: serve (default), `check-config`, `hash-key`, `healthcheck`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -25,10 +26,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Load and validate the effective config; print it with secrets redacted.
-    CheckConfig,
+    /// Load and check the effective config; print it (TOML) with secrets redacted.
+    CheckConfig {
+        /// Print JSON instead of TOML.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the SHA-256 hex of an API key, for `auth.keys.<id>.sha256`.
-    HashKey { key: String },
+    /// Without KEY, the key is read from standard input (keeps it out of shell
+    /// history and `ps`).
+    HashKey { key: Option<String> },
     /// Exit 0 when the local server's /health answers (for container health checks).
     Healthcheck,
 }
@@ -56,21 +63,9 @@ fn report(problems: &[Problem]) -> ExitCode {
 pub fn main(cli: Cli) -> ExitCode {
     let env = Environment::from_process();
     match &cli.command {
-        Some(Command::HashKey { key }) => {
-            println!("{}", config::sha256_hex(key));
-            ExitCode::SUCCESS
-        }
-        Some(Command::CheckConfig) => match load(&cli, env) {
-            Ok(config) => match serde_json::to_string_pretty(&config) {
-                Ok(text) => {
-                    println!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("chatgate: cannot print the config: {e}");
-                    ExitCode::FAILURE
-                }
-            },
+        Some(Command::HashKey { key }) => hash_key(key.as_deref()),
+        Some(Command::CheckConfig { json }) => match load(&cli, env) {
+            Ok(config) => check_config(&config, *json),
             Err(problems) => report(&problems),
         },
         Some(Command::Healthcheck) => match load(&cli, env) {
@@ -81,13 +76,78 @@ pub fn main(cli: Cli) -> ExitCode {
             let rust_log = env.get("RUST_LOG").map(str::to_owned);
             match load(&cli, env) {
                 Ok(config) => {
+                    let refusals = config.start_refusals();
+                    if !refusals.is_empty() {
+                        return report(&refusals);
+                    }
                     let _flush_on_exit = telemetry::init(&config.logging, rust_log.as_deref());
+                    let sources = &config.sources;
+                    tracing::info!(
+                        layers = %sources.describe(),
+                        profile = config.profile.as_str(),
+                        "config loaded"
+                    );
+                    for warning in &sources.warnings {
+                        tracing::warn!("{warning}");
+                    }
                     runtime(|| serve(config))
                 }
                 Err(problems) => report(&problems),
             }
         }
     }
+}
+
+/// Prints the effective config (TOML, or JSON with `--json`) on stdout; the
+/// layers read and any warning on stderr.
+fn check_config(config: &Config, json: bool) -> ExitCode {
+    eprintln!("chatgate: layers read: {}", config.sources.describe());
+    for warning in &config.sources.warnings {
+        eprintln!("chatgate: warning: {warning}");
+    }
+    for refusal in config.start_refusals() {
+        eprintln!("chatgate: warning: serving refuses this config: {refusal}");
+    }
+    let text = if json {
+        serde_json::to_string_pretty(config).map_err(|e| e.to_string())
+    } else {
+        toml::to_string(config).map_err(|e| e.to_string())
+    };
+    match text {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("chatgate: cannot print the config: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `hash-key [KEY]`: the key from the argument, else from standard input
+/// (one line; its line ending is not part of the key).
+fn hash_key(key: Option<&str>) -> ExitCode {
+    let key = match key {
+        Some(key) => key.to_owned(),
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprint!("Key to hash (then Enter): ");
+            }
+            let mut line = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut line) {
+                eprintln!("chatgate: cannot read the key from standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            line.trim_end_matches(['\n', '\r']).to_owned()
+        }
+    };
+    if key.is_empty() {
+        eprintln!("chatgate: no key given (pass it as an argument or on standard input)");
+        return ExitCode::from(2);
+    }
+    println!("{}", config::sha256_hex(&key));
+    ExitCode::SUCCESS
 }
 
 fn runtime<F: std::future::Future<Output = ExitCode>>(f: impl FnOnce() -> F) -> ExitCode {
@@ -123,24 +183,55 @@ async fn serve(config: Config) -> ExitCode {
 
 async fn healthcheck(port: u16) -> ExitCode {
     let url = format!("http://127.0.0.1:{port}/health");
-    let client = reqwest::Client::builder()
+    let client = match reqwest::Client::builder()
         .timeout(HEALTHCHECK_TIMEOUT)
-        .build();
-    match client {
-        Ok(client) => match client.get(&url).send().await {
-            Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
-            Ok(r) => {
-                eprintln!("chatgate: {url} answered {}", r.status());
-                ExitCode::FAILURE
-            }
-            Err(e) => {
-                eprintln!("chatgate: {url} unreachable: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        .build()
+    {
+        Ok(client) => client,
         Err(e) => {
-            eprintln!("chatgate: {e}");
+            eprintln!("chatgate: cannot build the HTTP client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(&url).send().await {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!(
+                "chatgate: healthcheck failed: {url} answered status {}",
+                r.status().as_u16()
+            );
             ExitCode::FAILURE
         }
+        Err(e) => {
+            eprintln!("chatgate: healthcheck failed: {url}: {}", failure_cause(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Why a request failed, in a few words (reqwest's own message hides the cause).
+fn failure_cause(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return format!("timed out after {}s", HEALTHCHECK_TIMEOUT.as_secs());
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    "connection refused (is chatgate running on this port?)".into()
+                }
+                std::io::ErrorKind::TimedOut => {
+                    format!("timed out after {}s", HEALTHCHECK_TIMEOUT.as_secs())
+                }
+                _ => io.to_string(),
+            };
+        }
+        source = err.source();
+    }
+    if e.is_connect() {
+        "cannot connect".into()
+    } else {
+        e.to_string()
     }
 }

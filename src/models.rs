@@ -94,7 +94,7 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Builds from a validated config (every target names a known provider).
+    /// Builds from a checked config (every target names a known provider).
     pub fn build(config: &Config, client: &reqwest::Client, metrics: &Metrics) -> Self {
         let providers: HashMap<&str, Arc<ProviderHandle>> = config
             .providers
@@ -117,21 +117,19 @@ impl Catalog {
             .models
             .iter()
             .map(|(name, m)| {
+                // The check refuses a target naming an unknown provider.
                 let targets = m
                     .targets
                     .iter()
-                    .filter_map(|t| {
-                        let (provider, model) = t.split_once(':')?;
-                        Some(Target {
-                            provider: Arc::clone(providers.get(provider)?),
-                            model: Arc::from(model),
-                        })
+                    .map(|t| Target {
+                        provider: Arc::clone(&providers[t.provider.as_str()]),
+                        model: Arc::from(t.model.as_str()),
                     })
                     .collect();
                 let model = Model {
                     name: Arc::from(name.as_str()),
                     targets,
-                    max_tokens: m.max_tokens,
+                    max_tokens: m.max_tokens.map(std::num::NonZeroU32::get),
                     system_prompt: m.system_prompt.clone(),
                     fallback_message: m.fallback_message.clone(),
                 };

@@ -8,12 +8,12 @@ use tracing_subscriber::{EnvFilter, Registry, layer::SubscriberExt};
 
 use crate::config::{LogFormat, LoggingConfig};
 
-/// `RUST_LOG` (when given) wins over the configured level.
+/// `RUST_LOG` (when given and valid) wins over the configured level, which
+/// the config check has already parsed as a filter.
 pub fn filter(config: &LoggingConfig, rust_log: Option<&str>) -> EnvFilter {
     rust_log
         .and_then(|directives| EnvFilter::try_new(directives).ok())
-        .or_else(|| EnvFilter::try_new(&config.level).ok())
-        .unwrap_or_else(|| EnvFilter::new("info"))
+        .unwrap_or_else(|| EnvFilter::new(config.level.as_str()))
 }
 
 /// A subscriber writing to `writer`.

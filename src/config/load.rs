@@ -1,14 +1,17 @@
-//! Loading: merge the layers with figment, then resolve secrets from the environment.
+//! Loading: read every layer (reporting which), merge them with figment,
+//! deserialize key by key so that every bad value is reported, then check.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
-use figment::value::{Dict, Value};
-use secrecy::SecretString;
+use figment::value::Dict;
+use serde::Serialize;
 
-use super::validate::{Problem, validate};
+use super::check::{Raw, check};
+use super::env::{Environment, remove_path};
+use super::problem::{Problem, dotted};
 use super::{Config, Profile};
 
 /// Built-in defaults that are maps, so they can be merged key by key: the mock
@@ -22,107 +25,8 @@ kind = "mock"
 targets = ["mock:echo"]
 "#;
 
-/// Prefix of every environment variable that is a config key.
-const ENV_PREFIX: &str = "CHATGATE_";
-/// Separator between the section and the key in an environment variable name.
-const ENV_SEPARATOR: &str = "__";
-
-/// A snapshot of environment variables: the process's at start-up, or any map in tests.
-#[derive(Debug, Clone, Default)]
-pub struct Environment {
-    vars: HashMap<String, String>,
-}
-
-impl Environment {
-    /// The process environment, plus `.env` in the working directory for
-    /// variables that are not already set.
-    pub fn from_process() -> Self {
-        let env = Self {
-            vars: std::env::vars().collect(),
-        };
-        env.with_dotenv(Path::new(".env"))
-    }
-
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        Self {
-            vars: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        }
-    }
-
-    /// Adds the variables of a dotenv file without overriding any that are set.
-    /// A missing or unreadable file adds nothing.
-    pub fn with_dotenv(mut self, path: &Path) -> Self {
-        if let Ok(iter) = dotenvy::from_path_iter(path) {
-            for (key, value) in iter.flatten() {
-                self.vars.entry(key).or_insert(value);
-            }
-        }
-        self
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-
-    /// The `CHATGATE_<SECTION>__<KEY>` variables as a nested figment dictionary.
-    /// Other `CHATGATE_` variables (`CHATGATE_CONFIG`, secrets) are not config keys.
-    fn config_layer(&self) -> Dict {
-        let mut root = Dict::new();
-        for (name, raw) in &self.vars {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            if !rest.contains(ENV_SEPARATOR) {
-                continue;
-            }
-            let path: Vec<String> = rest
-                .split(ENV_SEPARATOR)
-                .map(str::to_ascii_lowercase)
-                .collect();
-            if path.iter().any(String::is_empty) {
-                continue;
-            }
-            // Lists and tables parse (`["a:1", "b:2"]`); a scalar stays its exact
-            // text, so a numeric-looking secret keeps its digits (and its errors
-            // never echo it as a number). Numbers and booleans are read from the
-            // text at extraction (`extract_lossy`).
-            let value = match raw.parse::<Value>() {
-                Ok(v @ (Value::Dict(..) | Value::Array(..) | Value::String(..))) => v,
-                _ => Value::from(raw.clone()),
-            };
-            insert_path(&mut root, &path, value);
-        }
-        root
-    }
-}
-
-fn insert_path(dict: &mut Dict, path: &[String], value: Value) {
-    match path {
-        [] => {}
-        [last] => {
-            dict.insert(last.clone(), value);
-        }
-        [first, rest @ ..] => {
-            let entry = dict
-                .entry(first.clone())
-                .or_insert_with(|| Value::from(Dict::new()));
-            if !matches!(entry, Value::Dict(..)) {
-                *entry = Value::from(Dict::new());
-            }
-            if let Value::Dict(_, inner) = entry {
-                insert_path(inner, rest, value);
-            }
-        }
-    }
-}
+/// More bad values than this in one config and the rest go unreported.
+const MAX_VALUE_PROBLEMS: usize = 100;
 
 /// Where the layers come from.
 #[derive(Debug, Clone)]
@@ -150,7 +54,46 @@ impl LoadOptions {
     }
 }
 
-/// Merges every layer, resolves secrets and validates. Returns every problem at once.
+/// What the loader read: shown by `check-config` and logged at start.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Sources {
+    pub config_dir: PathBuf,
+    /// Config files in layer order, each `read` or `missing, skipped`.
+    pub files: Vec<FileLayer>,
+    /// The `.env` file read, if any, and how many variables it set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dotenv: Option<String>,
+    /// How many `CHATGATE_<SECTION>__<KEY>` variables were read as config keys.
+    pub env_vars: usize,
+    /// Things that load but deserve a look (missing config dir, unset provider keys).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileLayer {
+    pub path: PathBuf,
+    pub status: &'static str,
+}
+
+impl Sources {
+    /// One line: `built-in defaults, config/default.toml, … , 2 CHATGATE_* variables`.
+    pub fn describe(&self) -> String {
+        let mut parts = vec!["built-in defaults".to_owned()];
+        for f in &self.files {
+            match f.status {
+                "read" => parts.push(f.path.display().to_string()),
+                other => parts.push(format!("{} ({other})", f.path.display())),
+            }
+        }
+        if let Some(dotenv) = &self.dotenv {
+            parts.push(dotenv.clone());
+        }
+        parts.push(format!("{} CHATGATE_* variables", self.env_vars));
+        parts.join(", ")
+    }
+}
+
+/// Merges every layer, resolves secrets and checks. Returns every problem at once.
 pub fn load(opts: &LoadOptions) -> Result<Config, Vec<Problem>> {
     let profile = match opts.app_env.as_deref().unwrap_or("development") {
         "development" => Profile::Development,
@@ -159,52 +102,135 @@ pub fn load(opts: &LoadOptions) -> Result<Config, Vec<Problem>> {
         other => {
             return Err(vec![Problem::new(
                 "APP_ENV",
-                format!("unknown profile `{other}` (expected development, staging or production)"),
+                format!(
+                    "expected development, staging or production, got {other:?}{}",
+                    super::problem::did_you_mean(other, &["development", "staging", "production"])
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default()
+                ),
             )]);
         }
     };
 
-    let mut figment = Figment::new()
-        .merge(Toml::string(BUILTIN_MAPS))
-        .merge(Toml::file(opts.config_dir.join("default.toml")))
-        .merge(Toml::file(
-            opts.config_dir.join(format!("{}.toml", profile.as_str())),
+    let mut problems = Vec::new();
+    let mut sources = Sources {
+        config_dir: opts.config_dir.clone(),
+        ..Sources::default()
+    };
+    if !opts.config_dir.is_dir() {
+        sources.warnings.push(format!(
+            "config directory {} does not exist: only built-in defaults, --config and \
+             CHATGATE_* variables apply (run from the repository root, or set CHATGATE_CONFIG_DIR)",
+            opts.config_dir.display()
         ));
+    }
+
+    let mut figment = Figment::new().merge(Toml::string(BUILTIN_MAPS));
+    let mut files = vec![
+        opts.config_dir.join("default.toml"),
+        opts.config_dir.join(format!("{}.toml", profile.as_str())),
+    ];
     if let Some(file) = &opts.extra_file {
-        if !file.is_file() {
-            return Err(vec![Problem::new(
+        if file.is_file() {
+            files.push(file.clone());
+        } else {
+            problems.push(Problem::new(
                 "--config",
                 format!("config file {} does not exist", file.display()),
-            )]);
+            ));
         }
-        figment = figment.merge(Toml::file(file));
     }
-    figment = figment.merge(Serialized::defaults(opts.env.config_layer()));
+    for path in files {
+        if !path.is_file() {
+            sources.files.push(FileLayer {
+                path,
+                status: "missing, skipped",
+            });
+            continue;
+        }
+        // Each file on its own first, so a syntax error in one is reported
+        // with the others still read.
+        match Figment::from(Toml::file(&path)).extract::<Dict>() {
+            Ok(_) => {
+                figment = figment.merge(Toml::file(&path));
+                sources.files.push(FileLayer {
+                    path,
+                    status: "read",
+                });
+            }
+            Err(e) => {
+                problems.push(Problem::new(
+                    path.display().to_string(),
+                    format!("not valid TOML: {}", e.kind),
+                ));
+                sources.files.push(FileLayer {
+                    path,
+                    status: "invalid",
+                });
+            }
+        }
+    }
+    if let Some((path, set)) = opts.env.dotenv() {
+        sources.dotenv = Some(format!("{} ({set} variables set)", path.display()));
+    }
+    let env_layer = opts.env.config_layer();
+    sources.env_vars = env_layer.vars.len();
+    figment = figment.merge(Serialized::defaults(&env_layer.dict));
 
-    let mut config: Config = figment.extract_lossy().map_err(|err| {
-        err.into_iter()
-            .map(Problem::from_figment)
-            .collect::<Vec<_>>()
-    })?;
-    config.profile = profile;
-    resolve_secrets(&mut config, &opts.env);
+    let mut merged: Dict = match figment.extract() {
+        Ok(dict) => dict,
+        Err(e) => {
+            problems.push(Problem::new("config", e.kind.to_string()));
+            return Err(problems);
+        }
+    };
 
-    let problems = validate(&config, &opts.env);
-    if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(problems)
-    }
-}
+    // serde stops at the first bad value; so take that one out (its default
+    // applies), note it, and go again until the rest deserializes.
+    let mut failed = BTreeSet::new();
+    let raw = loop {
+        match Figment::from(Serialized::defaults(&merged)).extract_lossy::<Raw>() {
+            Ok(raw) => break Some(raw),
+            Err(errors) => {
+                let mut removed_any = false;
+                for err in errors {
+                    let var = env_layer.var_for(&dotted(&err.path));
+                    let problem = Problem::from_figment(&err.path, &err.kind, var);
+                    // A required field taken out for its bad value is already reported.
+                    if !failed.contains(&problem.path) {
+                        problems.push(problem);
+                    }
+                    // A list is taken out whole; a missing field takes its table.
+                    let cut: Vec<String> = err
+                        .path
+                        .iter()
+                        .take_while(|s| s.parse::<usize>().is_err())
+                        .cloned()
+                        .collect();
+                    if remove_path(&mut merged, &cut) {
+                        failed.insert(dotted(&cut));
+                        removed_any = true;
+                    }
+                }
+                if !removed_any || problems.len() >= MAX_VALUE_PROBLEMS {
+                    break None;
+                }
+            }
+        }
+    };
 
-/// Reads every secret that the config names by variable into a `SecretString`.
-fn resolve_secrets(config: &mut Config, env: &Environment) {
-    let secret = |name: &str| env.get(name).map(|v| SecretString::from(v.to_owned()));
-    for provider in config.providers.values_mut() {
-        provider.api_key = provider.api_key_env.as_deref().and_then(secret);
+    let Some(raw) = raw else {
+        return Err(problems);
+    };
+    match check(raw, profile, &opts.env, sources, &failed) {
+        Ok((mut config, warnings)) if problems.is_empty() => {
+            config.sources.warnings.extend(warnings);
+            Ok(config)
+        }
+        Ok(_) => Err(problems),
+        Err(more) => {
+            problems.extend(more);
+            Err(problems)
+        }
     }
-    for key in config.auth.keys.values_mut() {
-        key.resolved = key.env.as_deref().and_then(secret);
-    }
-    config.state.redis_url = secret(&config.state.redis_url_env);
 }

@@ -1,24 +1,36 @@
-//! Configuration: the typed shape of every knob, and loading it from layers.
+//! Configuration: the checked shape of every knob, and loading it from layers.
 //!
 //! Layers, lowest first: built-in defaults → `config/default.toml` →
 //! `config/{APP_ENV}.toml` → `--config FILE` → `CHATGATE_<SECTION>__<KEY>`.
 //! Loading never touches the process environment: it reads an [`Environment`]
 //! snapshot, so tests can build any environment without `set_var`.
+//!
+//! Parse, don't validate: values deserialize into checked types (`values`),
+//! and `check` turns the merged layers into a [`Config`] (secrets resolved,
+//! cross-field rules applied), so building the app from it cannot fail.
 
+mod check;
+mod env;
 mod load;
+mod problem;
 mod secrets;
-mod validate;
+mod values;
 
-pub use load::{Environment, LoadOptions, load};
+pub use env::Environment;
+pub use load::{LoadOptions, Sources, load};
+pub use problem::Problem;
 pub use secrets::sha256_hex;
-pub use validate::Problem;
+pub use values::{BaseUrl, Ipv6Prefix, KeyHash, LogLevel, Origin, TargetRef};
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
+
+use values::{duration, nonzero};
 
 /// The deployment profile, chosen by `APP_ENV`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -40,12 +52,11 @@ impl Profile {
     }
 }
 
-/// The whole effective configuration, after every layer is merged.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+/// The whole effective configuration, checked: every layer merged, every
+/// value parsed, every secret resolved. Only [`load`] makes one.
+#[derive(Debug, Clone, Serialize)]
 pub struct Config {
     /// Not a config key: set from `APP_ENV` by the loader.
-    #[serde(skip_deserializing)]
     pub profile: Profile,
     pub server: ServerConfig,
     pub auth: AuthConfig,
@@ -57,6 +68,9 @@ pub struct Config {
     pub state: StateConfig,
     pub interaction_log: InteractionLogConfig,
     pub chat: ChatConfig,
+    /// Not a config key: what the loader read, and what it warns about.
+    #[serde(rename = "layers")]
+    pub sources: Sources,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -65,17 +79,17 @@ pub struct ServerConfig {
     pub host: String,
     pub port: u16,
     /// The whole request, retries and fallbacks included (504 past it).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_concurrent_requests: usize,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub shutdown_grace: Duration,
     /// How long a client may take to send its request headers (slowloris guard).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub header_read_timeout: Duration,
     pub trusted_proxies: Vec<IpNet>,
-    pub cors_allowed_origins: Vec<String>,
+    pub cors_allowed_origins: Vec<Origin>,
 }
 
 impl Default for ServerConfig {
@@ -94,8 +108,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AuthConfig {
     pub enabled: bool,
     pub keys: BTreeMap<String, ClientKeyConfig>,
@@ -110,37 +123,94 @@ impl Default for AuthConfig {
     }
 }
 
-/// One client key: stored as a SHA-256 hash, or read from an environment variable.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+/// One client key, as its SHA-256 digest (the key itself is never kept).
+#[derive(Debug, Clone)]
 pub struct ClientKeyConfig {
-    #[serde(serialize_with = "secrets::redact_opt")]
-    pub sha256: Option<SecretString>,
-    pub env: Option<String>,
-    pub requests_per_minute: Option<u32>,
-    /// Burst for the per-key bucket; defaults to `requests_per_minute` (a minute's worth at once).
-    pub burst: Option<u32>,
-    /// Filled by the loader from `env`; never deserialized.
-    #[serde(skip_deserializing, serialize_with = "secrets::redact_opt")]
-    pub resolved: Option<SecretString>,
+    pub source: KeySource,
+    pub requests_per_minute: Option<NonZeroU32>,
+    /// Burst for the per-key bucket; `None`: `requests_per_minute` (a minute's worth at once).
+    pub burst: Option<NonZeroU32>,
+}
+
+/// Where a client key came from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// `sha256 = "<hex>"` in a config file.
+    Sha256(KeyHash),
+    /// `env = "VAR"`: the digest of that variable's value.
+    Env { var: String, hash: KeyHash },
+}
+
+impl ClientKeyConfig {
+    /// A key stored as its hash, with no per-key limit.
+    pub fn hashed(hash: KeyHash) -> Self {
+        Self {
+            source: KeySource::Sha256(hash),
+            requests_per_minute: None,
+            burst: None,
+        }
+    }
+
+    pub fn hash(&self) -> &KeyHash {
+        match &self.source {
+            KeySource::Sha256(hash) | KeySource::Env { hash, .. } => hash,
+        }
+    }
+}
+
+/// Shown as `sha256 = "[REDACTED]"`, or `env` plus `key = "[REDACTED] from VAR"`.
+impl Serialize for ClientKeyConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            sha256: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            env: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            key: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            requests_per_minute: Option<NonZeroU32>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            burst: Option<NonZeroU32>,
+        }
+        let (sha256, env, key) = match &self.source {
+            KeySource::Sha256(_) => (Some(secrets::REDACTED), None, None),
+            KeySource::Env { var, .. } => (
+                None,
+                Some(var.as_str()),
+                Some(format!("{} from {var}", secrets::REDACTED)),
+            ),
+        };
+        View {
+            sha256,
+            env,
+            key,
+            requests_per_minute: self.requests_per_minute,
+            burst: self.burst,
+        }
+        .serialize(s)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
-    pub per_ip_requests_per_minute: u32,
-    pub per_ip_burst: u32,
+    pub per_ip_requests_per_minute: NonZeroU32,
+    pub per_ip_burst: NonZeroU32,
     /// IPv6 clients share one per-IP bucket per prefix of this length (1..=128):
     /// one subscriber usually holds a whole /64.
-    pub ipv6_prefix: u8,
+    pub ipv6_prefix: Ipv6Prefix,
 }
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
+        const PER_MINUTE: NonZeroU32 = nonzero(60);
+        const BURST: NonZeroU32 = nonzero(20);
         Self {
-            per_ip_requests_per_minute: 60,
-            per_ip_burst: 20,
-            ipv6_prefix: 64,
+            per_ip_requests_per_minute: PER_MINUTE,
+            per_ip_burst: BURST,
+            ipv6_prefix: Ipv6Prefix::default(),
         }
     }
 }
@@ -153,20 +223,11 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoggingConfig {
-    pub level: String,
+    pub level: LogLevel,
     pub format: LogFormat,
-}
-
-impl Default for LoggingConfig {
-    fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: LogFormat::Pretty,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -185,35 +246,131 @@ pub enum ProviderKind {
     Mock,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+impl ProviderKind {
+    /// The base URL used when `base_url` is not set; `None` for `mock` (no network).
+    pub fn default_base_url(self) -> Option<&'static str> {
+        match self {
+            ProviderKind::Openai => Some("https://api.openai.com/v1"),
+            ProviderKind::Anthropic => Some("https://api.anthropic.com/v1"),
+            ProviderKind::Mock => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub kind: ProviderKind,
+    /// As configured; the effective one is in `upstream`.
     #[serde(default)]
-    pub base_url: Option<String>,
+    pub base_url: Option<BaseUrl>,
     #[serde(default)]
     pub api_key_env: Option<String>,
     /// One attempt.
-    #[serde(default = "defaults::provider_timeout", with = "humantime_serde")]
+    #[serde(default = "defaults::provider_timeout", with = "duration")]
     pub timeout: Duration,
     #[serde(default = "defaults::max_retries")]
     pub max_retries: u32,
-    #[serde(default = "defaults::backoff_initial", with = "humantime_serde")]
+    #[serde(default = "defaults::backoff_initial", with = "duration")]
     pub backoff_initial: Duration,
-    #[serde(default = "defaults::backoff_max", with = "humantime_serde")]
+    #[serde(default = "defaults::backoff_max", with = "duration")]
     pub backoff_max: Duration,
     #[serde(default = "defaults::circuit_failure_threshold")]
-    pub circuit_failure_threshold: u32,
-    #[serde(default = "defaults::circuit_cooldown", with = "humantime_serde")]
+    pub circuit_failure_threshold: NonZeroU32,
+    #[serde(default = "defaults::circuit_cooldown", with = "duration")]
     pub circuit_cooldown: Duration,
-    /// Filled by the loader from `api_key_env`; never deserialized.
-    #[serde(skip_deserializing, serialize_with = "secrets::redact_opt")]
+    /// Set by the check from `kind`, `base_url` and `api_key_env`; never deserialized.
+    #[serde(skip)]
+    pub upstream: Upstream,
+}
+
+/// Where a provider's requests go, with which key: what the build code reads.
+#[derive(Debug, Clone, Default)]
+pub enum Upstream {
+    /// No network. (Also the value before the check has run.)
+    #[default]
+    Mock,
+    Openai(HttpApi),
+    Anthropic(HttpApi),
+}
+
+/// An HTTP provider API: the effective base URL and the key read from `api_key_env`.
+#[derive(Debug, Clone)]
+pub struct HttpApi {
+    pub base_url: BaseUrl,
     pub api_key: Option<SecretString>,
+}
+
+impl ProviderConfig {
+    fn http(&self) -> Option<&HttpApi> {
+        match &self.upstream {
+            Upstream::Mock => None,
+            Upstream::Openai(api) | Upstream::Anthropic(api) => Some(api),
+        }
+    }
+
+    /// The effective base URL (the kind's default when not set); `None` for `mock`.
+    pub fn effective_base_url(&self) -> Option<&BaseUrl> {
+        self.http().map(|api| &api.base_url)
+    }
+
+    /// The key read from `api_key_env`, if it is set.
+    pub fn api_key(&self) -> Option<&SecretString> {
+        self.http().and_then(|api| api.api_key.as_ref())
+    }
+}
+
+/// Shown with the effective `base_url` and `api_key` as `"[REDACTED] from VAR"`
+/// or `"missing (VAR unset)"`.
+impl Serialize for ProviderConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            kind: ProviderKind,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            base_url: Option<&'a BaseUrl>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            api_key_env: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            api_key: Option<String>,
+            #[serde(with = "duration")]
+            timeout: Duration,
+            max_retries: u32,
+            #[serde(with = "duration")]
+            backoff_initial: Duration,
+            #[serde(with = "duration")]
+            backoff_max: Duration,
+            circuit_failure_threshold: NonZeroU32,
+            #[serde(with = "duration")]
+            circuit_cooldown: Duration,
+        }
+        let api_key = self.api_key_env.as_deref().map(|var| match self.api_key() {
+            Some(_) => format!("{} from {var}", secrets::REDACTED),
+            None => format!("missing ({var} unset)"),
+        });
+        View {
+            kind: self.kind,
+            base_url: self.effective_base_url(),
+            api_key_env: self.api_key_env.as_deref(),
+            api_key,
+            timeout: self.timeout,
+            max_retries: self.max_retries,
+            backoff_initial: self.backoff_initial,
+            backoff_max: self.backoff_max,
+            circuit_failure_threshold: self.circuit_failure_threshold,
+            circuit_cooldown: self.circuit_cooldown,
+        }
+        .serialize(s)
+    }
 }
 
 /// Named defaults for provider knobs (the contract's values).
 mod defaults {
+    use std::num::NonZeroU32;
     use std::time::Duration;
+
+    use super::nonzero;
+
     pub fn provider_timeout() -> Duration {
         Duration::from_secs(20)
     }
@@ -226,8 +383,9 @@ mod defaults {
     pub fn backoff_max() -> Duration {
         Duration::from_secs(5)
     }
-    pub fn circuit_failure_threshold() -> u32 {
-        5
+    pub fn circuit_failure_threshold() -> NonZeroU32 {
+        const FIVE: NonZeroU32 = nonzero(5);
+        FIVE
     }
     pub fn circuit_cooldown() -> Duration {
         Duration::from_secs(30)
@@ -238,8 +396,8 @@ mod defaults {
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
     /// `provider:model`, tried in order.
-    pub targets: Vec<String>,
-    pub max_tokens: Option<u32>,
+    pub targets: Vec<TargetRef>,
+    pub max_tokens: Option<NonZeroU32>,
     pub system_prompt: Option<String>,
     pub fallback_message: Option<String>,
 }
@@ -266,7 +424,8 @@ pub struct StateConfig {
     pub backend: StateBackend,
     pub redis_url_env: String,
     pub on_redis_error: OnRedisError,
-    /// Filled by the loader from `redis_url_env`; never deserialized.
+    /// Set by the check from `redis_url_env` when `backend = "redis"` (and only
+    /// then); never deserialized.
     #[serde(skip_deserializing, serialize_with = "secrets::redact_opt")]
     pub redis_url: Option<SecretString>,
 }
@@ -319,5 +478,26 @@ impl Default for ChatConfig {
             max_messages: 100,
             max_message_chars: 32_000,
         }
+    }
+}
+
+impl Config {
+    /// Why serving this config would be useless, though it loads: auth on and
+    /// no client key answers 401 to every request. (Production refuses that at
+    /// load; `check-config` shows these as warnings.)
+    pub fn start_refusals(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.auth.enabled && self.auth.keys.is_empty() {
+            out.push(Problem::new(
+                "auth.keys",
+                format!(
+                    "auth is on but no client key is configured, so every request would get 401: \
+                     add [auth.keys.<id>] with `sha256` or `env`, or set auth.enabled = false \
+                     (profile {})",
+                    self.profile.as_str()
+                ),
+            ));
+        }
+        out
     }
 }

@@ -10,6 +10,10 @@ pub const REDACTED: &str = "[REDACTED]";
 /// The development key documented in the README; production refuses it.
 pub const DEV_KEY: &str = "dev-key";
 
+/// How every placeholder in `.env.example` starts; production refuses a secret
+/// that does, so a copied example file never reaches production unnoticed.
+pub const PLACEHOLDER_PREFIX: &str = "replace-me";
+
 /// Serializes a present secret as `[REDACTED]` and an absent one as nothing.
 pub fn redact_opt<S: Serializer>(
     value: &Option<SecretString>,

@@ -14,6 +14,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use ipnet::Ipv6Net;
 
+use crate::config::Ipv6Prefix;
+
 /// Which bucket a request draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket<'a> {
@@ -27,11 +29,10 @@ impl Bucket<'_> {
     /// The bucket of a client IP: IPv4 per address, IPv6 per network of
     /// `ipv6_prefix` bits (an IPv6 holder has a whole /64 or more to spread
     /// over). Every backend keys by this, so the masking happens once.
-    pub fn client_ip(ip: IpAddr, ipv6_prefix: u8) -> Self {
+    pub fn client_ip(ip: IpAddr, ipv6_prefix: Ipv6Prefix) -> Self {
         match ip.to_canonical() {
             IpAddr::V6(v6) => {
-                let net =
-                    Ipv6Net::new(v6, ipv6_prefix.min(128)).map_or(v6, |net| net.trunc().addr());
+                let net = Ipv6Net::new(v6, ipv6_prefix.bits()).map_or(v6, |net| net.trunc().addr());
                 Bucket::Ip(IpAddr::V6(net))
             }
             v4 => Bucket::Ip(v4),
@@ -98,26 +99,30 @@ mod tests {
             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
     }
 
+    fn prefix(bits: u8) -> Ipv6Prefix {
+        Ipv6Prefix::try_from(bits).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn ipv6_is_keyed_by_its_prefix_and_ipv4_by_its_address() {
         assert_eq!(
-            Bucket::client_ip(ip("2001:db8:1:2:aaaa::1"), 64),
+            Bucket::client_ip(ip("2001:db8:1:2:aaaa::1"), prefix(64)),
             Bucket::Ip(ip("2001:db8:1:2::"))
         );
         assert_eq!(
-            Bucket::client_ip(ip("2001:db8:1:2:aaaa::1"), 48),
+            Bucket::client_ip(ip("2001:db8:1:2:aaaa::1"), prefix(48)),
             Bucket::Ip(ip("2001:db8:1::"))
         );
         assert_eq!(
-            Bucket::client_ip(ip("2001:db8::7"), 128),
+            Bucket::client_ip(ip("2001:db8::7"), prefix(128)),
             Bucket::Ip(ip("2001:db8::7"))
         );
         assert_eq!(
-            Bucket::client_ip(ip("198.51.100.7"), 64),
+            Bucket::client_ip(ip("198.51.100.7"), prefix(64)),
             Bucket::Ip(ip("198.51.100.7"))
         );
         assert_eq!(
-            Bucket::client_ip(ip("::ffff:198.51.100.7"), 64),
+            Bucket::client_ip(ip("::ffff:198.51.100.7"), prefix(64)),
             Bucket::Ip(ip("198.51.100.7")),
             "IPv4-mapped addresses are IPv4"
         );

@@ -8,7 +8,6 @@ use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
-use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -27,24 +26,12 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
-    /// From a validated config: `sha256` hex, or the key read from `env`.
+    /// From a checked config: every key is already a digest.
     pub fn new(config: &AuthConfig) -> Self {
         let keys = config
             .keys
             .iter()
-            .filter_map(|(id, key)| {
-                let digest: [u8; 32] = match (&key.sha256, &key.resolved) {
-                    (Some(hex_digest), _) => hex::decode(hex_digest.expose_secret())
-                        .ok()?
-                        .try_into()
-                        .ok()?,
-                    (None, Some(secret)) => {
-                        Sha256::digest(secret.expose_secret().as_bytes()).into()
-                    }
-                    (None, None) => return None,
-                };
-                Some((Arc::from(id.as_str()), digest))
-            })
+            .map(|(id, key)| (Arc::from(id.as_str()), *key.hash().bytes()))
             .collect();
         Self {
             enabled: config.enabled,
@@ -106,22 +93,23 @@ pub async fn require_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ClientKeyConfig, sha256_hex};
+    use crate::config::{ClientKeyConfig, KeyHash, KeySource};
 
     fn store() -> KeyStore {
         let mut config = AuthConfig::default();
         config.keys.insert(
             "frontend".into(),
-            ClientKeyConfig {
-                sha256: Some(sha256_hex("s3cret").into()),
-                ..Default::default()
-            },
+            ClientKeyConfig::hashed(KeyHash::of("s3cret")),
         );
         config.keys.insert(
             "batch".into(),
             ClientKeyConfig {
-                resolved: Some("other".to_owned().into()),
-                ..Default::default()
+                source: KeySource::Env {
+                    var: "BATCH_KEY".into(),
+                    hash: KeyHash::of("other"),
+                },
+                requests_per_minute: None,
+                burst: None,
             },
         );
         KeyStore::new(&config)

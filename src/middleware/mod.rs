@@ -25,7 +25,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::config::Profile;
+use crate::config::{Origin, Profile};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -123,14 +123,11 @@ pub fn api_guards(router: Router<AppState>, state: &AppState) -> Router<AppState
     )
 }
 
-fn cors(origins: &[String]) -> Option<CorsLayer> {
+fn cors(origins: &[Origin]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
     }
-    let origins: Vec<HeaderValue> = origins
-        .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
-        .collect();
+    let origins: Vec<HeaderValue> = origins.iter().map(|o| o.header_value().clone()).collect();
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))

@@ -13,9 +13,8 @@ use super::http::{Endpoint, json_body, json_error};
 use super::sse::{Translate, events};
 use super::{EventStream, Provider, ProviderError, ProviderRequest};
 use crate::chat::{Completion, Role, StreamEvent, Usage};
-use crate::config::ProviderConfig;
+use crate::config::HttpApi;
 
-const DEFAULT_BASE_URL: &str = "https://api.anthropic.com/v1";
 /// The API version this translation speaks.
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Anthropic requires `max_tokens`; sent when neither the client nor the model sets one.
@@ -26,7 +25,7 @@ pub struct Anthropic {
 }
 
 impl Anthropic {
-    pub fn new(config: &ProviderConfig, client: reqwest::Client) -> Self {
+    pub fn new(config: &HttpApi, client: reqwest::Client) -> Self {
         let x_api_key = |key: &str| (HeaderName::from_static("x-api-key"), key.to_owned());
         let mut fixed = HeaderMap::new();
         fixed.insert(
@@ -34,14 +33,7 @@ impl Anthropic {
             HeaderValue::from_static(ANTHROPIC_VERSION),
         );
         Self {
-            endpoint: Endpoint::new(
-                client,
-                config,
-                DEFAULT_BASE_URL,
-                "messages",
-                x_api_key,
-                fixed,
-            ),
+            endpoint: Endpoint::new(client, config, "messages", x_api_key, fixed),
         }
     }
 }

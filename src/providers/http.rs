@@ -9,16 +9,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{MAX_ANSWER_BYTES, ProviderError};
-use crate::config::ProviderConfig;
+use crate::config::HttpApi;
 use crate::resilience::parse_retry_after;
 
 /// Most of an error body we look at for its error code.
 const MAX_ERROR_BODY: usize = 64 * 1024;
-
-/// Joins a base URL (with or without a trailing `/`) and an endpoint path.
-pub fn endpoint(base_url: &str, path: &str) -> String {
-    format!("{}/{}", base_url.trim_end_matches('/'), path)
-}
 
 /// A header value for a secret: marked sensitive so hyper/h2 never index or log it.
 fn secret_header(value: &str) -> Option<HeaderValue> {
@@ -32,8 +27,7 @@ fn secret_header(value: &str) -> Option<HeaderValue> {
 /// sensitive). The HTTP providers differ only in their bodies and readers.
 pub struct Endpoint {
     client: reqwest::Client,
-    /// `None` only if `base_url` is not a URL (validation refuses that).
-    url: Option<reqwest::Url>,
+    url: reqwest::Url,
     headers: HeaderMap,
 }
 
@@ -41,13 +35,11 @@ impl Endpoint {
     /// `auth` turns the provider's key into its header; `fixed` adds headers of the API.
     pub fn new(
         client: reqwest::Client,
-        config: &ProviderConfig,
-        default_base_url: &str,
+        config: &HttpApi,
         path: &str,
         auth: impl FnOnce(&str) -> (HeaderName, String),
         fixed: HeaderMap,
     ) -> Self {
-        let base = config.base_url.as_deref().unwrap_or(default_base_url);
         let mut headers = fixed;
         if let Some(key) = &config.api_key {
             let (name, value) = auth(key.expose_secret());
@@ -57,7 +49,7 @@ impl Endpoint {
         }
         Self {
             client,
-            url: reqwest::Url::parse(&endpoint(base, path)).ok(),
+            url: config.base_url.join(path),
             headers,
         }
     }
@@ -68,10 +60,7 @@ impl Endpoint {
         request_id: &str,
         body: &impl serde::Serialize,
     ) -> Result<Response, ProviderError> {
-        let url = self
-            .url
-            .clone()
-            .ok_or_else(|| ProviderError::Connect("base_url is not a valid URL".into()))?;
+        let url = self.url.clone();
         let mut headers = self.headers.clone();
         if let Ok(id) = HeaderValue::from_str(request_id) {
             headers.insert("x-request-id", id);
@@ -188,18 +177,6 @@ fn error_code(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoint_tolerates_a_trailing_slash() {
-        assert_eq!(
-            endpoint("https://api.openai.com/v1/", "chat/completions"),
-            "https://api.openai.com/v1/chat/completions"
-        );
-        assert_eq!(
-            endpoint("https://api.anthropic.com/v1", "messages"),
-            "https://api.anthropic.com/v1/messages"
-        );
-    }
 
     #[test]
     fn error_code_keeps_identifiers_only() {

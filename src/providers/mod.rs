@@ -16,7 +16,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 
 use crate::chat::{Completion, Message, StreamEvent};
-use crate::config::{ProviderConfig, ProviderKind};
+use crate::config::{ProviderConfig, Upstream};
 
 /// Largest SSE line or event an upstream may send; a larger one is an unusable answer.
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
@@ -122,10 +122,10 @@ impl ProviderError {
 
 /// Builds the provider a config entry describes, on the shared HTTP client.
 pub fn build(config: &ProviderConfig, client: reqwest::Client) -> Arc<dyn Provider> {
-    match config.kind {
-        ProviderKind::Mock => Arc::new(mock::Mock),
-        ProviderKind::Openai => Arc::new(openai::OpenAi::new(config, client)),
-        ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(config, client)),
+    match &config.upstream {
+        Upstream::Mock => Arc::new(mock::Mock),
+        Upstream::Openai(api) => Arc::new(openai::OpenAi::new(api, client)),
+        Upstream::Anthropic(api) => Arc::new(anthropic::Anthropic::new(api, client)),
     }
 }
 

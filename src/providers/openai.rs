@@ -12,26 +12,17 @@ use super::http::{Endpoint, json_body, json_error};
 use super::sse::{Translate, events};
 use super::{EventStream, Provider, ProviderError, ProviderRequest};
 use crate::chat::{Completion, Message, StreamEvent, Usage};
-use crate::config::ProviderConfig;
-
-const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+use crate::config::HttpApi;
 
 pub struct OpenAi {
     endpoint: Endpoint,
 }
 
 impl OpenAi {
-    pub fn new(config: &ProviderConfig, client: reqwest::Client) -> Self {
+    pub fn new(config: &HttpApi, client: reqwest::Client) -> Self {
         let bearer = |key: &str| (AUTHORIZATION, format!("Bearer {key}"));
         Self {
-            endpoint: Endpoint::new(
-                client,
-                config,
-                DEFAULT_BASE_URL,
-                "chat/completions",
-                bearer,
-                HeaderMap::new(),
-            ),
+            endpoint: Endpoint::new(client, config, "chat/completions", bearer, HeaderMap::new()),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! The lock guards a few integers and is never held across an `.await`. Time
 //! is tokio's, so tests run the cooldown on a paused clock.
 
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -33,10 +34,10 @@ pub struct Circuit {
 }
 
 impl Circuit {
-    pub fn new(threshold: u32, cooldown: Duration, gauge: metrics::Gauge) -> Arc<Self> {
+    pub fn new(threshold: NonZeroU32, cooldown: Duration, gauge: metrics::Gauge) -> Arc<Self> {
         gauge.set(0.0);
         Arc::new(Self {
-            threshold: threshold.max(1),
+            threshold: threshold.get(),
             cooldown,
             inner: Mutex::new(Inner::Closed { failures: 0 }),
             gauge,
@@ -163,7 +164,11 @@ mod tests {
     use super::*;
 
     fn circuit() -> Arc<Circuit> {
-        Circuit::new(3, Duration::from_secs(30), metrics::Gauge::noop())
+        Circuit::new(
+            NonZeroU32::MIN.saturating_add(2),
+            Duration::from_secs(30),
+            metrics::Gauge::noop(),
+        )
     }
 
     fn fail(c: &Arc<Circuit>) {

@@ -221,7 +221,13 @@ fn maps_merge_key_by_key_across_layers() {
     );
     let m = &c.models["default"];
     assert_eq!(
-        (m.targets.clone(), m.max_tokens),
+        (
+            m.targets
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            m.max_tokens.map(std::num::NonZeroU32::get)
+        ),
         (vec!["up:m".to_owned()], Some(10))
     );
     assert_eq!(m.system_prompt.as_deref(), Some("Be brief."));
@@ -343,4 +349,79 @@ fn a_numeric_looking_secret_from_the_environment_keeps_its_exact_text() {
         .as_ref()
         .map(|t| t.expose_secret().to_owned());
     assert_eq!(token.as_deref(), Some("0918273645"), "leading zero kept");
+}
+
+#[test]
+fn an_invalid_logging_level_is_a_problem_instead_of_silence() {
+    let dir = config_dir(&[]);
+    for level in ["verbose", "warnn"] {
+        let vars = [("CHATGATE_LOGGING__LEVEL", level)];
+        let problems = load_dir(dir.path(), "development", None, &vars).unwrap_err();
+        assert_eq!(paths(&problems), ["logging.level"], "{problems:?}");
+        assert!(problems[0].message.contains(level), "{}", problems[0]);
+    }
+    let ok = [("CHATGATE_LOGGING__LEVEL", "info,chatgate=debug")];
+    load_dir(dir.path(), "development", None, &ok).unwrap();
+}
+
+#[test]
+fn every_bad_value_is_reported_at_once_in_the_users_words() {
+    let dir = config_dir(&[(
+        "default.toml",
+        "[server]\nprot = 1\nshutdown_grace = 30\n[models.default]\ntargets = [\"mock:echo\", \"nocolon\"]\nmax_token = 5\n",
+    )]);
+    let vars = [
+        ("CHATGATE_SERVER__PORT", "abc"),
+        ("CHATGATE_RATE_LIMIT__PER_IP_BURST", "0"),
+        ("CHATGATE_SERVER__REQUEST_TIMEOUT", "soon"),
+    ];
+    let problems = load_dir(dir.path(), "development", None, &vars).unwrap_err();
+    let mut got = paths(&problems);
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "models.default.max_token",
+            "models.default.targets[1]",
+            "rate_limit.per_ip_burst",
+            "server.port",
+            "server.prot",
+            "server.request_timeout",
+            "server.shutdown_grace",
+        ],
+        "{problems:#?}"
+    );
+    let line = |path: &str| {
+        problems
+            .iter()
+            .find(|p| p.path == path)
+            .map(ToString::to_string)
+            .unwrap()
+    };
+    assert_eq!(
+        line("server.port"),
+        "CHATGATE_SERVER__PORT (server.port): expected a port number (0-65535), got \"abc\""
+    );
+    assert!(line("server.request_timeout").starts_with("CHATGATE_SERVER__REQUEST_TIMEOUT"));
+    assert!(line("server.request_timeout").contains("such as \"60s\""));
+    assert!(line("server.shutdown_grace").contains("such as \"60s\""));
+    assert!(line("rate_limit.per_ip_burst").contains("at least 1"));
+    assert!(line("models.default.max_token").contains("did you mean `max_tokens`?"));
+    assert!(line("server.prot").contains("did you mean `port`?"));
+    assert!(line("models.default.targets[1]").contains("provider:model"));
+    for p in &problems {
+        assert!(!p.to_string().contains("``"), "doubled backticks: {p}");
+    }
+}
+
+#[test]
+fn a_near_miss_variable_name_suggests_the_right_variable() {
+    let dir = config_dir(&[]);
+    let vars = [("CHATGATE_MODELS__DEFAULT__MAX_TOKEN", "5")];
+    let problems = load_dir(dir.path(), "development", None, &vars).unwrap_err();
+    assert_eq!(
+        problems[0].to_string(),
+        "CHATGATE_MODELS__DEFAULT__MAX_TOKEN (models.default.max_token): unknown key; \
+         did you mean CHATGATE_MODELS__DEFAULT__MAX_TOKENS?"
+    );
 }

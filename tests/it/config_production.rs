@@ -50,7 +50,7 @@ fn a_valid_production_config_loads() {
     )
     .unwrap();
     assert_eq!(c.profile.as_str(), "production");
-    assert!(c.providers["openai"].api_key.is_some());
+    assert!(c.providers["openai"].api_key().is_some());
 }
 
 #[test]
@@ -100,4 +100,25 @@ fn production_refuses_a_provider_whose_key_variable_is_unset() {
     let toml = format!("{}{OPENAI_TOML}", client_key_toml());
     let p = refused(production(&toml, &[]), "providers.openai.api_key_env");
     assert!(p.message.contains("OPENAI_API_KEY"), "{p}");
+}
+
+#[test]
+fn production_refuses_the_placeholders_of_env_example() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let env = Environment::from_pairs([("APP_ENV", "production")])
+        .with_dotenv(&root.join(".env.example"));
+    let mut opts = LoadOptions::from_env(env, None);
+    opts.config_dir = root.join("config");
+    let problems = load(&opts).unwrap_err();
+    for path in [
+        "auth.keys.frontend.env",
+        "providers.openai.api_key_env",
+        "providers.anthropic.api_key_env",
+    ] {
+        let p = problems
+            .iter()
+            .find(|p| p.path == path)
+            .unwrap_or_else(|| panic!("{path}: {problems:?}"));
+        assert!(p.message.contains("placeholder"), "{p}");
+    }
 }

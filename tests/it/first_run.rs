@@ -16,7 +16,7 @@ const OPENAI_KEY: &str = "sk-first-run-openai-key-0000";
 fn the_readme_override_points_the_shipped_default_model_at_openai() {
     let clone = fresh_clone();
     let v = run(chatgate(clone.path())
-        .arg("check-config")
+        .args(["check-config", "--json"])
         .env(TARGETS.0, TARGETS.1)
         .env("OPENAI_API_KEY", OPENAI_KEY))
     .json();

@@ -203,7 +203,10 @@ async fn check_config_and_startup_errors_never_show_the_redis_url() {
         cmd
     };
 
-    let ok = redis_env(&url).arg("check-config").output().await;
+    let ok = redis_env(&url)
+        .args(["check-config", "--json"])
+        .output()
+        .await;
     assert_eq!(ok.json()["state"]["redis_url"], "[REDACTED]");
     assert!(!ok.all().contains(PASSWORD), "{ok:?}");
 

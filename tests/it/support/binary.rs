@@ -70,6 +70,8 @@ pub struct Chatgate {
     cwd: PathBuf,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
+    /// What a one-shot reads on standard input (empty when unset).
+    stdin: Option<Vec<u8>>,
     /// A temporary working dir we created, kept until every process started
     /// from it is gone.
     owned: Option<Arc<tempfile::TempDir>>,
@@ -82,6 +84,7 @@ impl Chatgate {
             cwd: cwd.to_owned(),
             args: Vec::new(),
             env: Vec::new(),
+            stdin: None,
             owned: None,
         }
     }
@@ -147,6 +150,12 @@ impl Chatgate {
         for (k, v) in vars {
             self.env(k, v);
         }
+        self
+    }
+
+    /// Feeds `input` to a one-shot's standard input (`output()` only).
+    pub fn stdin(&mut self, input: impl Into<Vec<u8>>) -> &mut Self {
+        self.stdin = Some(input.into());
         self
     }
 
@@ -222,7 +231,16 @@ impl Chatgate {
     }
 
     async fn finish(self) -> Output {
-        let mut child = self.command().spawn().expect("start chatgate");
+        let mut cmd = self.command();
+        if self.stdin.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
+        let mut child = cmd.spawn().expect("start chatgate");
+        if let (Some(input), Some(mut pipe)) = (self.stdin.clone(), child.stdin.take()) {
+            use tokio::io::AsyncWriteExt;
+            pipe.write_all(&input).await.unwrap();
+            // Dropping the pipe closes it: the command sees end of input.
+        }
         let stdout = read_all(child.stdout.take().unwrap());
         let stderr = read_all(child.stderr.take().unwrap());
         let status = match tokio::time::timeout(LIMIT, child.wait()).await {

@@ -1,0 +1,358 @@
+//! The check: the merged layers, deserialized into `Raw`, become a [`Config`]
+//! (secrets resolved from the environment, provider defaults applied) or
+//! every problem at once, each with its key path. Rules that span fields
+//! and the production profile's refusals live here and nowhere else.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroU32;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::env::Environment;
+use super::problem::Problem;
+use super::secrets::{DEV_KEY, PLACEHOLDER_PREFIX};
+use super::values::KeyHash;
+use super::*;
+
+/// The config as the layers spell it. Sections whose checked shape needs the
+/// environment (client keys) differ from [`Config`]; the rest are the same types.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct Raw {
+    server: ServerConfig,
+    auth: RawAuth,
+    rate_limit: RateLimitConfig,
+    logging: LoggingConfig,
+    metrics: MetricsConfig,
+    providers: BTreeMap<String, ProviderConfig>,
+    models: BTreeMap<String, ModelConfig>,
+    state: StateConfig,
+    interaction_log: InteractionLogConfig,
+    chat: ChatConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawAuth {
+    enabled: bool,
+    keys: BTreeMap<String, RawClientKey>,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            keys: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawClientKey {
+    sha256: Option<KeyHash>,
+    env: Option<String>,
+    requests_per_minute: Option<NonZeroU32>,
+    burst: Option<NonZeroU32>,
+}
+
+/// What the check hands back besides the config: warnings for start-up logs
+/// and `check-config`.
+pub(super) type Checked = (Config, Vec<String>);
+
+/// Every problem of `raw` (none of them about a key path in `skip`, which
+/// already failed to parse), or the checked config and its warnings.
+pub(super) fn check(
+    raw: Raw,
+    profile: Profile,
+    env: &Environment,
+    sources: Sources,
+    skip: &BTreeSet<String>,
+) -> Result<Checked, Vec<Problem>> {
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
+    let mut bad = |path: String, message: String| {
+        if !skipped(skip, &path) {
+            out.push(Problem::new(path, message));
+        }
+    };
+    let production = profile == Profile::Production;
+
+    let s = &raw.server;
+    for (path, zero) in [
+        ("server.request_timeout", s.request_timeout.is_zero()),
+        (
+            "server.header_read_timeout",
+            s.header_read_timeout.is_zero(),
+        ),
+    ] {
+        if zero {
+            bad(path.into(), "must be greater than zero".into());
+        }
+    }
+    for (path, zero) in [
+        ("server.max_body_bytes", s.max_body_bytes == 0),
+        (
+            "server.max_concurrent_requests",
+            s.max_concurrent_requests == 0,
+        ),
+        ("chat.max_messages", raw.chat.max_messages == 0),
+        ("chat.max_message_chars", raw.chat.max_message_chars == 0),
+    ] {
+        if zero {
+            bad(path.into(), "must be at least 1".into());
+        }
+    }
+
+    let dev_hash = KeyHash::of(DEV_KEY);
+    let keys_empty = raw.auth.keys.is_empty();
+    let mut keys = BTreeMap::new();
+    for (id, key) in raw.auth.keys {
+        let path = format!("auth.keys.{id}");
+        let source = match (key.sha256, key.env) {
+            (Some(_), Some(_)) => {
+                bad(path, "set either `sha256` or `env`, not both".into());
+                continue;
+            }
+            (None, None) => {
+                bad(
+                    path,
+                    "set `sha256` (hex of the key) or `env` (variable holding it)".into(),
+                );
+                continue;
+            }
+            (Some(hash), None) => KeySource::Sha256(hash),
+            (None, Some(var)) => match env.get(&var) {
+                Some(value) => {
+                    if production && value.starts_with(PLACEHOLDER_PREFIX) {
+                        bad(
+                            format!("{path}.env"),
+                            format!("{var} holds the placeholder from .env.example"),
+                        );
+                    }
+                    KeySource::Env {
+                        hash: KeyHash::of(value),
+                        var,
+                    }
+                }
+                None => {
+                    bad(
+                        format!("{path}.env"),
+                        format!("environment variable {var} is not set"),
+                    );
+                    continue;
+                }
+            },
+        };
+        let checked = ClientKeyConfig {
+            source,
+            requests_per_minute: key.requests_per_minute,
+            burst: key.burst,
+        };
+        if production && *checked.hash() == dev_hash {
+            bad(
+                path,
+                format!("the development key `{DEV_KEY}` is refused in production"),
+            );
+        }
+        keys.insert(id, checked);
+    }
+    if production && !raw.auth.enabled {
+        bad("auth.enabled".into(), "must be true in production".into());
+    }
+    // Outside production this refuses only to serve (see `Config::start_refusals`).
+    if production && raw.auth.enabled && keys_empty {
+        bad(
+            "auth.keys".into(),
+            "production needs at least one client key".into(),
+        );
+    }
+
+    // Providers some model targets: only those need their key.
+    let targeted: BTreeSet<&str> = raw
+        .models
+        .values()
+        .flat_map(|m| m.targets.iter().map(|t| t.provider.as_str()))
+        .collect();
+    let mut providers = BTreeMap::new();
+    for (name, mut p) in raw.providers {
+        let path = format!("providers.{name}");
+        if name.contains(':') {
+            bad(path.clone(), "a provider name cannot contain `:`".into());
+        }
+        let api_key = match &p.api_key_env {
+            Some(var) => match env.get(var) {
+                Some(value) => {
+                    if production
+                        && targeted.contains(name.as_str())
+                        && value.starts_with(PLACEHOLDER_PREFIX)
+                    {
+                        bad(
+                            format!("{path}.api_key_env"),
+                            format!("{var} holds the placeholder from .env.example"),
+                        );
+                    }
+                    Some(SecretString::from(value.to_owned()))
+                }
+                None => None,
+            },
+            None => None,
+        };
+        if p.kind != ProviderKind::Mock && targeted.contains(name.as_str()) {
+            match (&p.api_key_env, &api_key) {
+                (Some(var), None) if production => bad(
+                    format!("{path}.api_key_env"),
+                    format!("environment variable {var} is not set"),
+                ),
+                (Some(var), None) => warnings.push(format!(
+                    "{path}.api_key_env: environment variable {var} is not set; \
+                     requests to {name} go without a key"
+                )),
+                (None, _) if production => bad(
+                    format!("{path}.api_key_env"),
+                    "is required in production".into(),
+                ),
+                _ => {}
+            }
+        }
+        if p.timeout.is_zero() {
+            bad(
+                format!("{path}.timeout"),
+                "must be greater than zero".into(),
+            );
+        }
+        if p.backoff_initial > p.backoff_max {
+            bad(
+                format!("{path}.backoff_initial"),
+                "must not exceed backoff_max".into(),
+            );
+        }
+        let base_url = match (&p.base_url, p.kind.default_base_url()) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Some(default)) => match BaseUrl::try_from(default.to_owned()) {
+                Ok(url) => Some(url),
+                Err(e) => {
+                    bad(format!("{path}.base_url"), e);
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        p.upstream = match (p.kind, base_url) {
+            (ProviderKind::Openai, Some(base_url)) => {
+                Upstream::Openai(HttpApi { base_url, api_key })
+            }
+            (ProviderKind::Anthropic, Some(base_url)) => {
+                Upstream::Anthropic(HttpApi { base_url, api_key })
+            }
+            _ => Upstream::Mock,
+        };
+        providers.insert(name, p);
+    }
+
+    for (name, m) in &raw.models {
+        let path = format!("models.{name}");
+        if m.targets.is_empty() {
+            bad(
+                format!("{path}.targets"),
+                "needs at least one `provider:model`".into(),
+            );
+        }
+        for (i, target) in m.targets.iter().enumerate() {
+            let tpath = format!("{path}.targets[{i}]");
+            match providers.get(&target.provider) {
+                None if skipped(skip, &format!("providers.{}", target.provider)) => {}
+                None => bad(
+                    tpath,
+                    format!(
+                        "unknown provider `{}` (configured: {})",
+                        target.provider,
+                        providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+                Some(p) if production && p.kind == ProviderKind::Mock => {
+                    bad(tpath, "the mock provider is refused in production".into())
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if !raw.models.contains_key(&raw.chat.default_model) {
+        bad(
+            "chat.default_model".into(),
+            format!("no model named `{}` under [models]", raw.chat.default_model),
+        );
+    }
+
+    let mut state = raw.state;
+    state.redis_url = None;
+    if state.backend == StateBackend::Redis {
+        match env.get(&state.redis_url_env) {
+            None => bad(
+                "state.redis_url_env".into(),
+                format!("environment variable {} is not set", state.redis_url_env),
+            ),
+            Some(url) => {
+                if url.starts_with("redis://")
+                    || url.starts_with("rediss://")
+                    || url.starts_with("unix://")
+                {
+                    state.redis_url = Some(SecretString::from(url.to_owned()));
+                } else {
+                    // The value is a secret: say what is wrong without echoing it.
+                    bad(
+                        "state.redis_url_env".into(),
+                        "the URL must start with redis://, rediss:// or unix://".into(),
+                    );
+                }
+            }
+        }
+    }
+
+    let il = &raw.interaction_log;
+    if !(0.0..=1.0).contains(&il.sample_rate) {
+        bad(
+            "interaction_log.sample_rate".into(),
+            "must be between 0.0 and 1.0".into(),
+        );
+    }
+    if il.path.is_empty() {
+        bad(
+            "interaction_log.path".into(),
+            "must be a file path or `-`".into(),
+        );
+    }
+
+    if !out.is_empty() {
+        return Err(out);
+    }
+    let config = Config {
+        profile,
+        server: raw.server,
+        auth: AuthConfig {
+            enabled: raw.auth.enabled,
+            keys,
+        },
+        rate_limit: raw.rate_limit,
+        logging: raw.logging,
+        metrics: raw.metrics,
+        providers,
+        models: raw.models,
+        state,
+        interaction_log: raw.interaction_log,
+        chat: raw.chat,
+        sources,
+    };
+    Ok((config, warnings))
+}
+
+/// Whether `path` is, or lies under, a key path that already failed to parse.
+fn skipped(skip: &BTreeSet<String>, path: &str) -> bool {
+    skip.iter().any(|s| {
+        path == s
+            || path
+                .strip_prefix(s.as_str())
+                .is_some_and(|rest| rest.starts_with(['.', '[']))
+    })
+}
