@@ -7,6 +7,7 @@ mod cancellation;
 mod cli;
 mod config;
 mod config_production;
+mod content_blocks;
 mod errors;
 mod first_run;
 mod hostile_client;
