@@ -9,6 +9,7 @@ mod config;
 mod config_production;
 mod content_blocks;
 mod errors;
+mod finish_reasons;
 mod first_run;
 mod hostile_client;
 mod hostile_upstream;
