@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-use crate::chat::{ChatRequest, Completion, Message, StreamEvent, Usage};
+use crate::chat::{ChatRequest, Completion, FinishReason, Message, StreamEvent, Usage};
 use crate::error::ApiError;
 use crate::interaction_log::{Interaction, InteractionLog};
 use crate::models::{Model, Target};
@@ -196,11 +196,7 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
         },
         Ok(Outcome::Fallback(message)) => Answer {
             served: degraded(&model),
-            completion: Completion {
-                content: message,
-                finish_reason: "stop".into(),
-                usage: Usage::default(),
-            },
+            completion: Completion::from_text(message, FinishReason::Stop, Usage::default()),
         },
         Err(f) => {
             if let Some(j) = journal {
@@ -213,7 +209,7 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
         let c = &answer.completion;
         j.write(
             answer.served.provider.clone(),
-            c.content.clone(),
+            c.text(),
             c.usage,
             answer.served.outcome(),
         );
@@ -242,7 +238,7 @@ pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<St
             }
             Ok(Outcome::Fallback(message)) => {
                 let finished = StreamEvent::Finished {
-                    finish_reason: "stop".into(),
+                    finish_reason: FinishReason::Stop,
                     usage: Usage::default(),
                 };
                 let events = vec![Ok(StreamEvent::Delta(message)), Ok(finished)];

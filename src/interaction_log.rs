@@ -69,7 +69,7 @@ impl Interaction {
                 .iter()
                 .map(|m| LineMessage {
                     role: m.role.as_str(),
-                    content: redact(&m.content),
+                    content: redact(&m.text()),
                 })
                 .collect(),
             answer: redact(&self.answer),

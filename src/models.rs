@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::chat::{ChatRequest, Message, Role};
+use crate::chat::{ChatRequest, Message};
 use crate::config::{Config, ProviderConfig};
 use crate::metrics::Metrics;
 use crate::providers::{self, Provider, ProviderRequest};
@@ -63,10 +63,7 @@ impl Model {
     pub fn upstream_request(&self, req: &ChatRequest, request_id: &str) -> ProviderRequest {
         let mut messages = Vec::with_capacity(req.messages.len() + 1);
         if let Some(prompt) = &self.system_prompt {
-            messages.push(Message {
-                role: Role::System,
-                content: prompt.clone(),
-            });
+            messages.push(Message::system_text(prompt.clone()));
         }
         messages.extend(req.messages.iter().cloned());
         let max_tokens = match (req.max_tokens, self.max_tokens) {

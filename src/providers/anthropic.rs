@@ -12,7 +12,9 @@ use serde_json::Value;
 use super::http::{Endpoint, json_body, json_error};
 use super::sse::{Translate, events};
 use super::{EventStream, Provider, ProviderError, ProviderRequest};
-use crate::chat::{Completion, Role, StreamEvent, Usage};
+use crate::chat::{
+    Block, Completion, FinishReason, ImageSource, Message, Role, StreamEvent, ToolOutput, Usage,
+};
 use crate::config::HttpApi;
 
 /// The API version this translation speaks.
@@ -59,7 +61,104 @@ struct Body<'a> {
 #[derive(Serialize)]
 struct WireMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    content: Content<'a>,
+}
+
+/// A string when the client sent one, content blocks otherwise.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Content<'a> {
+    Text(&'a str),
+    Blocks(Vec<WireBlock<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireBlock<'a> {
+    Text {
+        text: &'a str,
+    },
+    Image {
+        source: Source<'a>,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: Value,
+    },
+    ToolResult {
+        tool_use_id: &'a str,
+        content: Content<'a>,
+    },
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Source<'a> {
+    Base64 { media_type: &'a str, data: &'a str },
+    Url { url: &'a str },
+}
+
+fn blocks(blocks: &[Block]) -> Vec<WireBlock<'_>> {
+    blocks
+        .iter()
+        .map(|b| match b {
+            Block::Text(text) => WireBlock::Text { text },
+            Block::Image { source } => WireBlock::Image {
+                source: match source {
+                    ImageSource::Url(url) => Source::Url { url },
+                    ImageSource::Base64 { media_type, data } => Source::Base64 { media_type, data },
+                },
+            },
+            Block::ToolCall {
+                id,
+                name,
+                arguments,
+            } => WireBlock::ToolUse {
+                id,
+                name,
+                // Anthropic wants an object; OpenAI clients may send "" for no arguments.
+                input: serde_json::from_str::<Value>(arguments)
+                    .ok()
+                    .filter(Value::is_object)
+                    .unwrap_or_else(|| Value::Object(serde_json::Map::new())),
+            },
+            Block::ToolResult { call_id, content } => WireBlock::ToolResult {
+                tool_use_id: call_id,
+                content: match content {
+                    ToolOutput::Text(text) => Content::Text(text),
+                    ToolOutput::Blocks(inner) => Content::Blocks(self::blocks(inner)),
+                },
+            },
+        })
+        .collect()
+}
+
+impl<'a> WireMessage<'a> {
+    fn new(m: &'a Message) -> Self {
+        Self {
+            // Anthropic has no tool role: tool results are user turns of `tool_result` blocks.
+            role: match m.role {
+                Role::Tool => Role::User.as_str(),
+                role => role.as_str(),
+            },
+            content: match m.as_string() {
+                Some(text) => Content::Text(text),
+                None => Content::Blocks(blocks(&m.blocks)),
+            },
+        }
+    }
+}
+
+/// Anthropic's stop reasons, mapped once; unknown ones are kept (cut short) for native answers.
+fn finish_reason(word: &str) -> FinishReason {
+    match word {
+        "end_turn" | "stop_sequence" => FinishReason::Stop,
+        "max_tokens" => FinishReason::Length,
+        "tool_use" => FinishReason::ToolCalls("tool_use"),
+        "refusal" => FinishReason::ContentFilter("refusal"),
+        other => FinishReason::other(other),
+    }
 }
 
 #[derive(Serialize)]
@@ -70,20 +169,17 @@ struct Metadata<'a> {
 impl<'a> Body<'a> {
     /// System messages go to the top-level `system` field, joined by blank lines.
     fn new(req: &'a ProviderRequest, stream: bool) -> Self {
-        let system: Vec<&str> = req
+        let system: Vec<String> = req
             .messages
             .iter()
             .filter(|m| m.role == Role::System)
-            .map(|m| m.content.as_str())
+            .map(Message::text)
             .collect();
         let messages = req
             .messages
             .iter()
             .filter(|m| m.role != Role::System)
-            .map(|m| WireMessage {
-                role: m.role.as_str(),
-                content: &m.content,
-            })
+            .map(WireMessage::new)
             .collect();
         Self {
             model: &req.model,
@@ -101,7 +197,7 @@ impl<'a> Body<'a> {
 
 #[derive(Deserialize)]
 struct Response {
-    content: Vec<Block>,
+    content: Vec<ResponseBlock>,
     #[serde(default)]
     stop_reason: Option<String>,
     #[serde(default)]
@@ -109,11 +205,17 @@ struct Response {
 }
 
 #[derive(Deserialize)]
-struct Block {
+struct ResponseBlock {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
     text: Option<String>,
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    input: Option<Value>,
 }
 
 #[derive(Deserialize, Clone, Copy, Default)]
@@ -126,16 +228,27 @@ struct WireUsage {
 
 impl Response {
     fn into_completion(self) -> Completion {
-        let content = self
+        let blocks = self
             .content
             .into_iter()
-            .filter(|b| b.kind == "text")
-            .filter_map(|b| b.text)
+            .filter_map(|b| match b.kind.as_str() {
+                "text" => b.text.map(Block::Text),
+                "tool_use" => Some(Block::ToolCall {
+                    id: b.id,
+                    name: b.name,
+                    arguments: b.input.map_or_else(|| "{}".into(), |v| v.to_string()),
+                }),
+                // thinking, server tool results, and types added later.
+                _ => None,
+            })
             .collect();
         let usage = self.usage.unwrap_or_default();
         Completion {
-            content,
-            finish_reason: self.stop_reason.unwrap_or_else(|| "end_turn".into()),
+            blocks,
+            finish_reason: self
+                .stop_reason
+                .as_deref()
+                .map_or(FinishReason::Stop, finish_reason),
             usage: Usage {
                 input_tokens: usage.input_tokens,
                 output_tokens: usage.output_tokens,
@@ -147,7 +260,7 @@ impl Response {
 /// Reads `message_start` … `content_block_delta` … `message_delta` … `message_stop`.
 #[derive(Default)]
 struct EventReader {
-    stop_reason: Option<String>,
+    stop_reason: Option<FinishReason>,
     usage: Usage,
 }
 
@@ -187,7 +300,7 @@ impl Translate for EventReader {
             }
             "message_delta" => {
                 if let Some(reason) = field(&v, &["delta", "stop_reason"]).and_then(Value::as_str) {
-                    self.stop_reason = Some(reason.to_owned());
+                    self.stop_reason = Some(finish_reason(reason));
                 }
                 if let Some(n) = count(&v, &["usage", "output_tokens"]) {
                     self.usage.output_tokens = n;
@@ -262,25 +375,126 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::chat::Message;
+    use crate::chat::Form;
+
+    fn request(messages: Vec<Message>) -> ProviderRequest {
+        ProviderRequest {
+            model: "claude".into(),
+            messages: Arc::from(messages),
+            max_tokens: None,
+            temperature: None,
+            top_p: None,
+            stop: Arc::from(Vec::<String>::new()),
+            user: None,
+            request_id: "r".into(),
+        }
+    }
+
+    #[test]
+    fn every_block_kind_becomes_an_anthropic_content_block() {
+        let req = request(vec![
+            Message {
+                role: Role::User,
+                blocks: vec![
+                    Block::Text("look".into()),
+                    Block::Image {
+                        source: ImageSource::Base64 {
+                            media_type: "image/png".into(),
+                            data: "iVBO".into(),
+                        },
+                    },
+                    Block::Image {
+                        source: ImageSource::Url("https://example.com/a.png".into()),
+                    },
+                ],
+                form: Form::Parts,
+            },
+            Message {
+                role: Role::Assistant,
+                blocks: vec![Block::ToolCall {
+                    id: "call_1".into(),
+                    name: "weather".into(),
+                    arguments: r#"{"city":"Lisbon"}"#.into(),
+                }],
+                form: Form::Parts,
+            },
+            Message {
+                role: Role::Tool,
+                blocks: vec![Block::ToolResult {
+                    call_id: "call_1".into(),
+                    content: ToolOutput::Text("sunny".into()),
+                }],
+                form: Form::Parts,
+            },
+        ]);
+        let body = serde_json::to_value(Body::new(&req, false)).unwrap_or_default();
+        assert_eq!(
+            body["messages"],
+            serde_json::json!([
+                {"role": "user", "content": [
+                    {"type": "text", "text": "look"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}},
+                    {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+                ]},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "call_1", "name": "weather", "input": {"city": "Lisbon"}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "call_1", "content": "sunny"}
+                ]}
+            ])
+        );
+    }
+
+    #[test]
+    fn stop_reasons_are_mapped_once_keeping_the_native_word() {
+        let native = |w: &str| finish_reason(w).native().to_owned();
+        assert_eq!(native("end_turn"), "stop");
+        assert_eq!(native("stop_sequence"), "stop");
+        assert_eq!(native("max_tokens"), "length");
+        assert_eq!(native("tool_use"), "tool_use");
+        assert_eq!(
+            finish_reason("tool_use"),
+            FinishReason::ToolCalls("tool_use")
+        );
+        assert_eq!(
+            finish_reason("refusal"),
+            FinishReason::ContentFilter("refusal")
+        );
+        assert_eq!(native("pause_turn"), "pause_turn");
+    }
+
+    #[test]
+    fn tool_use_blocks_in_an_answer_become_tool_calls() {
+        let r: Option<Response> = serde_json::from_str(
+            r#"{"content":[{"type":"text","text":"Let me check."},{"type":"tool_use","id":"toolu_1","name":"weather","input":{"city":"Lisbon"}}],"stop_reason":"tool_use"}"#,
+        )
+        .ok();
+        let c = r.map(Response::into_completion);
+        assert_eq!(
+            c.map(|c| (c.blocks, c.finish_reason)),
+            Some((
+                vec![
+                    Block::Text("Let me check.".into()),
+                    Block::ToolCall {
+                        id: "toolu_1".into(),
+                        name: "weather".into(),
+                        arguments: r#"{"city":"Lisbon"}"#.into(),
+                    }
+                ],
+                FinishReason::ToolCalls("tool_use")
+            ))
+        );
+    }
 
     #[test]
     fn system_messages_move_to_the_system_field() {
         let req = ProviderRequest {
             model: "claude".into(),
             messages: Arc::from(vec![
-                Message {
-                    role: Role::System,
-                    content: "be brief".into(),
-                },
-                Message {
-                    role: Role::User,
-                    content: "hi".into(),
-                },
-                Message {
-                    role: Role::System,
-                    content: "be kind".into(),
-                },
+                Message::system_text("be brief"),
+                Message::user_text("hi"),
+                Message::system_text("be kind"),
             ]),
             max_tokens: None,
             temperature: None,
@@ -339,7 +553,7 @@ mod tests {
         assert_eq!(
             r.finish(),
             Ok(StreamEvent::Finished {
-                finish_reason: "end_turn".into(),
+                finish_reason: FinishReason::Stop,
                 usage: Usage {
                     input_tokens: 7,
                     output_tokens: 2

@@ -5,7 +5,7 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
 use super::{EventStream, Provider, ProviderError, ProviderRequest};
-use crate::chat::{Completion, Role, StreamEvent, Usage};
+use crate::chat::{Completion, FinishReason, Message, Role, StreamEvent, Usage};
 
 pub struct Mock;
 
@@ -14,23 +14,28 @@ fn words(text: &str) -> u32 {
 }
 
 /// The answer's words (at most `max_tokens` of them), the finish reason and usage.
-fn answer(req: &ProviderRequest) -> (Vec<String>, &'static str, Usage) {
+fn answer(req: &ProviderRequest) -> (Vec<String>, FinishReason, Usage) {
     let last_user = req
         .messages
         .iter()
         .rev()
         .find(|m| m.role == Role::User)
-        .map_or("", |m| m.content.as_str());
+        .map(Message::text)
+        .unwrap_or_default();
     let full: Vec<&str> = std::iter::once("Echo:")
         .chain(last_user.split_whitespace())
         .collect();
     let limit = req
         .max_tokens
         .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-    let finish = if full.len() > limit { "length" } else { "stop" };
+    let finish = if full.len() > limit {
+        FinishReason::Length
+    } else {
+        FinishReason::Stop
+    };
     let kept: Vec<String> = full.into_iter().take(limit).map(str::to_owned).collect();
     let usage = Usage {
-        input_tokens: req.messages.iter().map(|m| words(&m.content)).sum(),
+        input_tokens: req.messages.iter().map(|m| words(&m.text())).sum(),
         output_tokens: u32::try_from(kept.len()).unwrap_or(u32::MAX),
     };
     (kept, finish, usage)
@@ -42,12 +47,8 @@ impl Provider for Mock {
         req: &'a ProviderRequest,
     ) -> BoxFuture<'a, Result<Completion, ProviderError>> {
         let (words, finish, usage) = answer(req);
-        futures_util::future::ready(Ok(Completion {
-            content: words.join(" "),
-            finish_reason: finish.into(),
-            usage,
-        }))
-        .boxed()
+        futures_util::future::ready(Ok(Completion::from_text(words.join(" "), finish, usage)))
+            .boxed()
     }
 
     fn stream<'a>(
@@ -60,7 +61,7 @@ impl Provider for Mock {
             .enumerate()
             .map(|(i, w)| Ok(StreamEvent::Delta(if i == 0 { w } else { format!(" {w}") })));
         let last = Ok(StreamEvent::Finished {
-            finish_reason: finish.into(),
+            finish_reason: finish,
             usage,
         });
         let stream: EventStream =
@@ -74,20 +75,13 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::chat::Message;
 
     fn req(text: &str, max_tokens: Option<u32>) -> ProviderRequest {
         ProviderRequest {
             model: "echo".into(),
             messages: Arc::from(vec![
-                Message {
-                    role: Role::System,
-                    content: "be nice".into(),
-                },
-                Message {
-                    role: Role::User,
-                    content: text.into(),
-                },
+                Message::system_text("be nice"),
+                Message::user_text(text),
             ]),
             max_tokens,
             temperature: None,
@@ -102,7 +96,7 @@ mod tests {
     fn echoes_the_last_user_message_and_counts_words() {
         let (words, finish, usage) = answer(&req("hello there world", None));
         assert_eq!(words.join(" "), "Echo: hello there world");
-        assert_eq!(finish, "stop");
+        assert_eq!(finish, FinishReason::Stop);
         assert_eq!(
             usage,
             Usage {
@@ -116,7 +110,7 @@ mod tests {
     fn max_tokens_truncates_with_length() {
         let (words, finish, usage) = answer(&req("a b c d", Some(2)));
         assert_eq!(words.join(" "), "Echo: a");
-        assert_eq!(finish, "length");
+        assert_eq!(finish, FinishReason::Length);
         assert_eq!(usage.output_tokens, 2);
     }
 }

@@ -11,9 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::ApiJson;
 use super::{finish, sse_error};
-use crate::chat::{
-    ChatRequest, Dialect, Role, StreamEvent, Usage, WireMessage, normalize_finish_reason,
-};
+use crate::chat::{ChatRequest, Dialect, Role, StreamEvent, Usage, WireMessage};
 use crate::dispatch::{self, Ctx, Served};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -116,13 +114,10 @@ pub async fn chat(
                     Ok(StreamEvent::Finished {
                         finish_reason,
                         usage,
-                    }) => {
-                        let reason = normalize_finish_reason(&finish_reason);
-                        Event::default()
-                            .event("done")
-                            .json_data(reply(&id, &served, None, &reason, usage))
-                            .unwrap_or_default()
-                    }
+                    }) => Event::default()
+                        .event("done")
+                        .json_data(reply(&id, &served, None, finish_reason.native(), usage))
+                        .unwrap_or_default(),
                     Err(error) => sse_error(&error),
                 })
             });
@@ -133,15 +128,15 @@ pub async fn chat(
     } else {
         let answer = dispatch::complete(&state, &req, &ctx).await?;
         let c = &answer.completion;
-        let reason = normalize_finish_reason(&c.finish_reason);
+        let text = c.text();
         let body = reply(
             &id,
             &answer.served,
             Some(OutMessage {
                 role: Role::Assistant.as_str(),
-                content: &c.content,
+                content: &text,
             }),
-            &reason,
+            c.finish_reason.native(),
             c.usage,
         );
         finish(Json(body).into_response(), &answer.served, Some(c.usage))

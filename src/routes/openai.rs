@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::extract::ApiJson;
 use super::{finish, sse_error_json};
-use crate::chat::{ChatRequest, Dialect, StreamEvent, Usage, WireMessage};
+use crate::chat::{ChatRequest, Dialect, FinishReason, StreamEvent, Usage, WireMessage};
 use crate::dispatch::{self, Ctx};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -93,14 +93,13 @@ impl Body {
     }
 }
 
-/// OpenAI's finish reasons: Anthropic's `end_turn`/`stop_sequence` → `stop`,
-/// `max_tokens` → `length`, refusals → `content_filter`.
-fn finish_reason(reason: &str) -> &'static str {
+/// OpenAI's finish words for any provider's reason; unknown ones are `stop`.
+fn finish_reason(reason: &FinishReason) -> &'static str {
     match reason {
-        "length" | "max_tokens" => "length",
-        "content_filter" | "refusal" => "content_filter",
-        "tool_calls" | "tool_use" => "tool_calls",
-        _ => "stop",
+        FinishReason::Stop | FinishReason::Other(_) => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ToolCalls(_) => "tool_calls",
+        FinishReason::ContentFilter(_) => "content_filter",
     }
 }
 
@@ -147,7 +146,7 @@ pub async fn completions(
             "model": &*answer.served.model,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": c.content, "refusal": null},
+                "message": {"role": "assistant", "content": c.text(), "refusal": null},
                 "logprobs": null,
                 "finish_reason": finish_reason(&c.finish_reason),
             }],

@@ -84,6 +84,8 @@ pub struct Recorded {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body exactly as it arrived, for byte-for-byte comparisons.
+    pub raw: String,
 }
 
 #[derive(Default)]
@@ -162,6 +164,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let raw = String::from_utf8_lossy(&body).into_owned();
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let reply = {
         let mut s = shared.script.lock().unwrap();
@@ -169,6 +172,7 @@ async fn handle(
             path: uri.path().to_owned(),
             headers,
             body: body.clone(),
+            raw,
         });
         let next = s
             .replies
