@@ -11,11 +11,17 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::chat::truncate;
-
 /// Client values echoed in an error message (an unknown model name) are cut
 /// to this many characters, so an error body stays small whatever was sent.
 pub const ECHO_MAX_CHARS: usize = 64;
+
+/// `s` cut to `max` characters (with `…` when cut): for client values echoed in errors.
+pub(crate) fn truncate(s: &str, max: usize) -> Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => Cow::Owned(format!("{}…", &s[..at])),
+        None => Cow::Borrowed(s),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
