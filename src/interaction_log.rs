@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::chat::{Message, Usage};
 use crate::config::InteractionLogConfig;
+use crate::context::Outcome;
 use crate::metrics::Metrics;
 use crate::redact::redact;
 
@@ -24,7 +25,7 @@ pub struct Interaction {
     pub provider: Option<Arc<str>>,
     pub usage: Usage,
     pub latency_ms: u64,
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub messages: Arc<[Message]>,
     pub answer: String,
 }
@@ -63,7 +64,7 @@ impl Interaction {
             input_tokens: self.usage.input_tokens,
             output_tokens: self.usage.output_tokens,
             latency_ms: self.latency_ms,
-            outcome: self.outcome,
+            outcome: self.outcome.as_str(),
             messages: self
                 .messages
                 .iter()

@@ -4,6 +4,7 @@ pub mod app;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod dispatch;
 pub mod error;
 pub mod interaction_log;

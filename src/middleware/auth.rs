@@ -12,12 +12,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::AuthConfig;
+use crate::context::KeyId;
 use crate::error::ApiError;
-use crate::state::AppState;
-
-/// The id of the client key a request authenticated with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyId(pub Arc<str>);
 
 /// The configured client keys, as SHA-256 digests.
 pub struct KeyStore {
@@ -73,16 +69,16 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
 
 /// Refuses requests without a valid client key (401 + `WWW-Authenticate: Bearer`).
 pub async fn require_key(
-    State(state): State<AppState>,
+    State(keys): State<Arc<KeyStore>>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if !state.keys.enabled {
+    if !keys.enabled {
         return Ok(next.run(req).await);
     }
     let id = presented(req.headers())
         .filter(|k| !k.is_empty())
-        .and_then(|k| state.keys.verify(k))
+        .and_then(|k| keys.verify(k))
         .ok_or(ApiError::Unauthorized)?;
     req.extensions_mut().insert(KeyId(id.clone()));
     let mut response = next.run(req).await;

@@ -10,6 +10,7 @@ pub mod request_id;
 pub mod request_log;
 
 use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,6 +18,7 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
 use tower::{BoxError, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -51,6 +53,12 @@ pub fn stack(router: Router<AppState>, state: &AppState) -> Router<AppState> {
         .layer(axum::middleware::map_request(request_id::drop_invalid))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
+        // 5. The client IP, resolved once (trusted proxies' X-Forwarded-For) for
+        //    the log line and the per-IP limit below.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::<[IpNet]>::from(server.trusted_proxies.as_slice()),
+            client_ip::resolve_once,
+        ))
         // 5. One log event + metrics per request, and the span carrying request_id;
         //    outside everything that can answer, so it sees the final status.
         .layer(axum::middleware::from_fn_with_state(
@@ -113,7 +121,7 @@ pub fn api_guards(router: Router<AppState>, state: &AppState) -> Router<AppState
                 rate_limit::per_ip,
             ))
             .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
+                state.keys.clone(),
                 auth::require_key,
             ))
             .layer(axum::middleware::from_fn_with_state(

@@ -14,7 +14,8 @@ use super::{finish, sse_error};
 use crate::chat::{
     ChatRequest, Dialect, Role, StreamEvent, Usage, WireMessage, normalize_finish_reason,
 };
-use crate::dispatch::{self, Ctx, Served};
+use crate::context::{Ctx, Served};
+use crate::dispatch;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -129,7 +130,7 @@ pub async fn chat(
         let response = Sse::new(events)
             .keep_alive(KeepAlive::default())
             .into_response();
-        finish(response, &streaming.served, None)
+        finish(response, &streaming.served)
     } else {
         let answer = dispatch::complete(&state, &req, &ctx).await?;
         let c = &answer.completion;
@@ -144,7 +145,7 @@ pub async fn chat(
             &reason,
             c.usage,
         );
-        finish(Json(body).into_response(), &answer.served, Some(c.usage))
+        finish(Json(body).into_response(), &answer.served)
     };
     Ok(response)
 }

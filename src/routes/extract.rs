@@ -10,11 +10,9 @@ use serde::de::DeserializeOwned;
 
 use std::sync::Arc;
 
-use crate::dispatch::{Ctx, StreamReport};
+use crate::context::{Arrival, Ctx, KeyId, StreamReport};
 use crate::error::ApiError;
-use crate::middleware::auth::KeyId;
 use crate::middleware::request_id::HEADER;
-use crate::middleware::request_log::Arrival;
 
 pub struct ApiJson<T>(pub T);
 
