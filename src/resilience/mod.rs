@@ -314,3 +314,34 @@ fn record_attempt<A: Attempt>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn miss(attempt: u32, error: Option<ProviderError>) -> AttemptError {
+        AttemptError {
+            provider: "first".into(),
+            model: "m1".into(),
+            attempt,
+            error,
+        }
+    }
+
+    #[test]
+    fn the_trail_reads_as_the_log_line_always_did() {
+        let trail = Trail(vec![miss(1, Some(ProviderError::Timeout)), miss(0, None)]);
+        assert_eq!(
+            trail.to_string(),
+            "first:m1 attempt 1 attempt timed out; first:m1 circuit open; "
+        );
+    }
+
+    #[test]
+    fn only_an_unusable_answer_last_makes_the_failure_unusable() {
+        let decode = Some(ProviderError::Decode("x".into()));
+        assert!(Trail(vec![miss(1, decode.clone())]).ends_unusable());
+        assert!(!Trail(vec![miss(1, decode), miss(0, None)]).ends_unusable());
+        assert!(!Trail::default().ends_unusable());
+    }
+}
