@@ -35,6 +35,8 @@ pub enum ApiError {
     ModelNotFound(String),
     MethodNotAllowed,
     PayloadTooLarge,
+    /// Request headers over `middleware::header_limit::MAX_HEADER_BYTES`.
+    HeadersTooLarge,
     UnsupportedMediaType,
     RateLimited {
         retry_after: Duration,
@@ -110,6 +112,11 @@ impl ApiError {
                 "payload_too_large",
                 "request body is too large".into(),
             ),
+            HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                "request headers are too large".into(),
+            ),
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -162,6 +169,7 @@ impl ApiError {
             StatusCode::NOT_FOUND => Self::NotFound { hint: None },
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Self::HeadersTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
             StatusCode::TOO_MANY_REQUESTS => Self::RateLimited {
                 retry_after: Duration::from_secs(1),

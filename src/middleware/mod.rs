@@ -30,6 +30,7 @@ pub mod body_guard;
 pub mod client_ip;
 pub mod concurrency;
 pub mod error_body;
+pub mod header_limit;
 pub mod rate_limit;
 pub mod request_id;
 pub mod request_log;
@@ -118,9 +119,12 @@ pub fn stack(router: Router<AppState>, state: &AppState) -> Router<AppState> {
         .option_layer(cors(&server.cors_allowed_origins))
         // 9. Every error below becomes the contract's JSON with the request id.
         .layer(axum::middleware::from_fn(error_body::render_errors))
-        // 10. A panic becomes a JSON 500 and the server lives on.
+        // 10. Headers over MAX_HEADER_BYTES: 431 with the contract's JSON (above
+        //     the body limit and the handlers: nothing reads such a request).
+        .layer(axum::middleware::from_fn(header_limit::refuse_oversized))
+        // 11. A panic becomes a JSON 500 and the server lives on.
         .layer(CatchPanicLayer::custom(panic_response))
-        // 11. Timeout to the response headers (504; a stream's body is bounded
+        // 12. Timeout to the response headers (504; a stream's body is bounded
         //     by its pump's deadline instead), then the concurrency cap (503 at
         //     once, nothing queued), whose permit a stream holds until its body ends.
         .layer(HandleErrorLayer::new(timeout_error))
@@ -129,7 +133,7 @@ pub fn stack(router: Router<AppState>, state: &AppState) -> Router<AppState> {
             concurrency::permits(server.max_concurrent_requests),
             concurrency::limit,
         ))
-        // 12. Body limit: refuse a declared oversize body before reading it (413);
+        // 13. Body limit: refuse a declared oversize body before reading it (413);
         //     axum's own smaller default limit is replaced by ours.
         .layer(RequestBodyLimitLayer::new(server.max_body_bytes))
         .layer(DefaultBodyLimit::disable());
