@@ -93,6 +93,7 @@ impl InteractionLog {
         if !config.enabled {
             return None;
         }
+        crate::redact::ensure_rules();
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let path = config.path.clone();
         tokio::spawn(async move {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod context;
 pub mod dispatch;
 pub mod error;
+pub mod headers;
 pub mod interaction_log;
 pub mod limiter;
 pub mod metrics;

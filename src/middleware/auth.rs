@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 use crate::config::AuthConfig;
 use crate::context::KeyId;
 use crate::error::ApiError;
+use crate::headers::{API_KEY, bearer};
 
 /// The configured client keys, as SHA-256 digests.
 pub struct KeyStore {
@@ -52,19 +53,12 @@ impl KeyStore {
 /// The key a request presents, if any: a Bearer token, else `x-api-key`
 /// (an `Authorization` of another scheme, e.g. a proxy's Basic, is not ours).
 fn presented(headers: &HeaderMap) -> Option<&str> {
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|auth| auth.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    if bearer.is_some() {
-        return bearer;
-    }
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+    bearer(headers).or_else(|| {
+        headers
+            .get(API_KEY)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    })
 }
 
 /// Refuses requests without a valid client key (401 + `WWW-Authenticate: Bearer`).

@@ -42,7 +42,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 use tower::{BoxError, ServiceBuilder};
@@ -55,6 +55,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::{Origin, Profile};
 use crate::error::ApiError;
+use crate::headers;
 use crate::state::AppState;
 
 /// HSTS for production: two years, subdomains included.
@@ -71,7 +72,7 @@ pub fn stack(router: Router<AppState>, state: &AppState) -> Router<AppState> {
         // 1. Mark credentials sensitive first, so nothing below can print them.
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
-            HeaderName::from_static("x-api-key"),
+            headers::API_KEY,
             header::COOKIE,
         ]))
         // 2–4. Request id: drop an invalid incoming one, set a UUID when missing,
@@ -173,14 +174,10 @@ fn cors(origins: &[Origin]) -> Option<CorsLayer> {
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
-                HeaderName::from_static("x-api-key"),
-                HeaderName::from_static("x-request-id"),
+                headers::API_KEY,
+                headers::REQUEST_ID,
             ])
-            .expose_headers([
-                HeaderName::from_static("x-request-id"),
-                header::RETRY_AFTER,
-                HeaderName::from_static("x-chatgate-degraded"),
-            ])
+            .expose_headers([headers::REQUEST_ID, header::RETRY_AFTER, headers::DEGRADED])
             .max_age(CORS_MAX_AGE),
     )
 }

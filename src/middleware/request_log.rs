@@ -19,6 +19,7 @@ use tracing::{Instrument, Span};
 
 use super::body_guard;
 use crate::context::{Arrival, ClientIp, ErrorInfo, KeyId, Outcome, Served, StreamReport};
+use crate::headers;
 use crate::metrics::method_label;
 use crate::routes::paths;
 use crate::state::AppState;
@@ -31,12 +32,7 @@ pub async fn log_request(State(state): State<AppState>, mut req: Request, next: 
             .get::<MatchedPath>()
             .map(MatchedPath::as_str),
     );
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let request_id = headers::request_id(req.headers()).unwrap_or("").to_owned();
     let client_ip = req.extensions().get::<ClientIp>().map(|ClientIp(ip)| *ip);
     let report = Arc::new(StreamReport::default());
     req.extensions_mut().insert(Arrival(started));

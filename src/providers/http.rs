@@ -63,7 +63,7 @@ impl Endpoint {
         let url = self.url.clone();
         let mut headers = self.headers.clone();
         if let Ok(id) = HeaderValue::from_str(request_id) {
-            headers.insert("x-request-id", id);
+            headers.insert(crate::headers::REQUEST_ID, id);
         }
         let response = self
             .client

@@ -16,6 +16,7 @@ use axum::routing::{get, post};
 
 use crate::context::Served;
 use crate::error::{ApiError, error_json};
+use crate::headers::{ACCEL_BUFFERING, DEGRADED};
 use crate::middleware;
 use crate::providers::ProviderError;
 use crate::state::AppState;
@@ -75,10 +76,10 @@ fn finish(mut response: Response, served: &Served) -> Response {
     response.extensions_mut().insert(served.clone());
     let headers = response.headers_mut();
     if served.degraded {
-        headers.insert("x-chatgate-degraded", HeaderValue::from_static("true"));
+        headers.insert(DEGRADED, HeaderValue::from_static("true"));
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers.insert(ACCEL_BUFFERING, HeaderValue::from_static("no"));
     response
 }
 
