@@ -22,7 +22,7 @@ use tracing::Span;
 use crate::config::Config;
 use crate::interaction_log::InteractionLog;
 use crate::limiter::{Limiter, MemoryLimiter, Rate, RedisLimiter};
-use crate::metrics::Metrics;
+use crate::meters::Metrics;
 use crate::middleware::auth::KeyStore;
 use crate::middleware::body_guard;
 use crate::models::Catalog;

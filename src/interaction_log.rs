@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::chat::{Message, Usage};
 use crate::config::InteractionLogConfig;
 use crate::context::Outcome;
-use crate::metrics::Metrics;
+use crate::meters::Metrics;
 use crate::redact::redact;
 
 /// One chat as it is handed to the writer (unredacted: redaction happens off the request path).

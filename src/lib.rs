@@ -10,7 +10,7 @@ pub mod error;
 pub mod headers;
 pub mod interaction_log;
 pub mod limiter;
-pub mod metrics;
+pub mod meters;
 pub mod middleware;
 pub mod models;
 pub mod providers;

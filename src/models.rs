@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::chat::{ChatRequest, Message, Role};
 use crate::config::{Config, ProviderConfig};
-use crate::metrics::Metrics;
+use crate::meters::Metrics;
 use crate::providers::{self, Provider, ProviderRequest};
 use crate::resilience::circuit::{Circuit, CircuitState};
 

@@ -20,7 +20,7 @@ use tracing::{Instrument, Span};
 use super::body_guard;
 use crate::context::{Arrival, ClientIp, ErrorInfo, KeyId, Outcome, Served, StreamReport};
 use crate::headers;
-use crate::metrics::method_label;
+use crate::meters::method_label;
 use crate::routes::paths;
 use crate::state::AppState;
 

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::chat::{Completion, Usage};
 use crate::context::Outcome;
-use crate::metrics::Metrics;
+use crate::meters::Metrics;
 use crate::models::{Model, Target};
 use crate::providers::{Class, Provider, ProviderError, ProviderRequest};
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::support::binary::Chatgate;
 use crate::support::prometheus::{label_values, series};
 use crate::support::*;
-use chatgate::metrics::{HTTP_REQUESTS, IN_FLIGHT};
+use chatgate::meters::{HTTP_REQUESTS, IN_FLIGHT};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::support::observability::{StuckFifo, interaction_log_toml, log_lines};
 use crate::support::prometheus::series;
 use crate::support::*;
-use chatgate::metrics::INTERACTIONS_DROPPED;
+use chatgate::meters::INTERACTIONS_DROPPED;
 use serde_json::{Value, json};
 
 /// An app whose interaction log (every chat sampled) goes to a fresh file.

@@ -1,5 +1,6 @@
 //! Prometheus metrics: the contract's names as consts, one recorder per app
 //! (so tests in one process never share counters), rendered for `/metrics`.
+//! Named `meters` so that `metrics::` always means the `metrics` crate.
 
 use std::borrow::Cow;
 use std::sync::Arc;
