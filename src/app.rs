@@ -22,7 +22,7 @@ use tracing::Span;
 use crate::config::Config;
 use crate::interaction_log::InteractionLog;
 use crate::limiter::{Limiter, MemoryLimiter, Rate, RedisLimiter};
-use crate::metrics::Metrics;
+use crate::meters::Metrics;
 use crate::middleware::auth::KeyStore;
 use crate::middleware::body_guard;
 use crate::models::Catalog;
@@ -33,6 +33,11 @@ use crate::state::{AppState, Shared};
 /// How often histogram samples are folded into buckets.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 /// Pause after a failed `accept` (e.g. out of file descriptors) before the next one.
+/// hyper's own bound on a request head (HTTP/1.1 read buffer, HTTP/2 header
+/// list), set explicitly above `header_limit::MAX_HEADER_BYTES`: a head between
+/// the two reaches our stack and gets the contract's 431 JSON; only a larger
+/// one gets hyper's bodiless 431.
+pub const HYPER_HEAD_LIMIT: u32 = 64 * 1024;
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
@@ -160,7 +165,9 @@ impl App {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(server.header_read_timeout);
+            .header_read_timeout(server.header_read_timeout)
+            .max_buf_size(HYPER_HEAD_LIMIT as usize);
+        builder.http2().max_header_list_size(HYPER_HEAD_LIMIT);
         // Server shutdown, seen by every connection; and the drain: each
         // connection task holds a sender, so `recv` ends when the last one has.
         let (shutdown_tx, shutdown_rx) = watch::channel(false);

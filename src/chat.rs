@@ -2,13 +2,11 @@
 //! answers, stream events and finish reasons,
 //! shared by the native and the OpenAI-compatible routes and by every provider.
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::ChatConfig;
-use crate::error::ApiError;
+use crate::error::{ApiError, truncate};
 
 /// Who wrote a message.
 ///
@@ -213,14 +211,6 @@ fn text_parts(index: usize, parts: Vec<Value>) -> Result<Vec<Block>, ApiError> {
         }
     }
     Ok(out)
-}
-
-/// `s` cut to `max` characters (with `…` when cut): for client values echoed in errors.
-pub(crate) fn truncate(s: &str, max: usize) -> Cow<'_, str> {
-    match s.char_indices().nth(max) {
-        Some((at, _)) => Cow::Owned(format!("{}…", &s[..at])),
-        None => Cow::Borrowed(s),
-    }
 }
 
 /// A chat request that passed validation, in the gateway's own terms.

@@ -1,88 +1,21 @@
 //! The chat flow shared by both wire formats: resolve the model, call its
-//! targets through `resilience`, and observe the result (audit fields for the
-//! request log, streamed tokens, the interaction log).
+//! targets through `resilience`, and observe the result: tokens are counted
+//! here, once, when an answer or a stream ends; what the request log needs
+//! goes into [`Served`]; the interaction log's line is written.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
 use crate::chat::{ChatRequest, Completion, FinishReason, Message, StreamEvent, Usage};
+use crate::context::{Ctx, Outcome, Served, StreamEnd, StreamReport};
 use crate::error::ApiError;
 use crate::interaction_log::{Interaction, InteractionLog};
 use crate::models::{Model, Target};
 use crate::providers::{EventStream, ProviderError};
-use crate::resilience::{self, Complete, Failed, Failure, OpenStream, Outcome};
+use crate::resilience::{self, Answered, Complete, Failed, Failure, OpenStream};
 use crate::state::AppState;
-
-/// Who is asking, and since when (the request's arrival at the stack).
-#[derive(Debug, Clone)]
-pub struct Ctx {
-    pub request_id: String,
-    pub key_id: Option<Arc<str>>,
-    pub started: Instant,
-    /// Where a stream reports how it ended, for the request log.
-    pub report: Option<Arc<StreamReport>>,
-}
-
-/// How a stream ended, filled by the stream itself and read by the request
-/// log when the response body ends (a stream's line is written then).
-#[derive(Debug, Default)]
-pub struct StreamReport {
-    streaming: AtomicBool,
-    end: OnceLock<StreamEnd>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct StreamEnd {
-    /// `success`, `degraded`, or the code of the `error` event sent.
-    pub outcome: &'static str,
-    pub usage: Option<Usage>,
-}
-
-impl StreamReport {
-    /// `None` for a whole answer; `Some(None)` for a stream that has not ended
-    /// (its client left mid-way); otherwise how it ended.
-    pub fn stream_end(&self) -> Option<Option<StreamEnd>> {
-        self.streaming
-            .load(Ordering::Relaxed)
-            .then(|| self.end.get().copied())
-    }
-
-    fn ended(&self, end: StreamEnd) {
-        let _ = self.end.set(end);
-    }
-}
-
-/// What the request log adds to its line for a chat (set as a response extension).
-#[derive(Debug, Clone)]
-pub struct Audit {
-    pub model: Arc<str>,
-    pub provider: Option<Arc<str>>,
-    pub usage: Option<Usage>,
-    pub degraded: bool,
-}
-
-/// Which model and target answered.
-#[derive(Debug, Clone)]
-pub struct Served {
-    pub model: Arc<str>,
-    pub provider: Option<Arc<str>>,
-    pub provider_model: Option<Arc<str>>,
-    pub degraded: bool,
-}
-
-impl Served {
-    pub fn audit(&self, usage: Option<Usage>) -> Audit {
-        Audit {
-            model: self.model.clone(),
-            provider: self.provider.clone(),
-            usage,
-            degraded: self.degraded,
-        }
-    }
-}
 
 pub struct Answer {
     pub served: Served,
@@ -108,30 +41,35 @@ fn resolve(state: &AppState, req: &ChatRequest) -> Result<Arc<Model>, ApiError> 
         .ok_or_else(|| ApiError::ModelNotFound(name.to_owned()))
 }
 
-/// A chat that failed, with the audit fields the request log still wants.
+/// A chat that failed, with the model the request log still names.
 #[derive(Debug)]
 pub struct Refusal {
     pub error: ApiError,
-    pub audit: Option<Audit>,
+    pub served: Option<Served>,
 }
 
 impl From<ApiError> for Refusal {
     fn from(error: ApiError) -> Self {
-        Self { error, audit: None }
+        Self {
+            error,
+            served: None,
+        }
     }
 }
 
 impl axum::response::IntoResponse for Refusal {
     fn into_response(self) -> axum::response::Response {
         let mut response = self.error.into_response();
-        if let Some(audit) = self.audit {
-            response.extensions_mut().insert(audit);
+        if let Some(served) = self.served {
+            response.extensions_mut().insert(served);
         }
         response
     }
 }
 
-fn failed(model: &Model, failed: Failed) -> Refusal {
+/// The refusal of a chat whose every target failed; its interaction line is
+/// written with the request log's outcome for the same error.
+fn failed(model: &Model, failed: Failed, journal: Option<Journal>) -> Refusal {
     tracing::warn!(model = %model.name, failure = ?failed.failure, failures = %failed.trail, "chat failed");
     let error = match failed.failure {
         Failure::BadRequest { detail } => ApiError::invalid(match detail {
@@ -142,15 +80,20 @@ fn failed(model: &Model, failed: Failed) -> Refusal {
         Failure::Unusable => ApiError::UpstreamError,
         Failure::Unavailable => ApiError::UpstreamUnavailable,
     };
-    let audit = Audit {
+    if let Some(j) = journal {
+        let outcome = Outcome::of_error(error.info().code);
+        j.write(None, String::new(), Usage::default(), outcome);
+    }
+    let served = Served {
         model: model.name.clone(),
         provider: None,
-        usage: None,
+        provider_model: None,
         degraded: false,
+        usage: None,
     };
     Refusal {
         error,
-        audit: Some(audit),
+        served: Some(served),
     }
 }
 
@@ -164,6 +107,7 @@ fn served_by(model: &Model, target: &Target) -> Served {
         provider: Some(target.provider.name.clone()),
         provider_model: Some(target.model.clone()),
         degraded: false,
+        usage: None,
     }
 }
 
@@ -173,6 +117,7 @@ fn degraded(model: &Model) -> Served {
         provider: None,
         provider_model: None,
         degraded: true,
+        usage: None,
     }
 }
 
@@ -181,30 +126,27 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
     let model = resolve(state, req)?;
     let upstream = model.upstream_request(req, &ctx.request_id);
     let journal = Journal::start(state, ctx, &model, &upstream.messages);
-    let answer = match resilience::call(
-        &Complete,
-        &model,
-        &upstream,
-        deadline(state, ctx),
-        &state.metrics,
-    )
-    .await
-    {
-        Ok(Outcome::Answer { target, value }) => Answer {
-            served: served_by(&model, &target),
-            completion: value,
-        },
-        Ok(Outcome::Fallback(message)) => Answer {
-            served: degraded(&model),
-            completion: Completion::from_text(message, FinishReason::Stop, Usage::default()),
-        },
-        Err(f) => {
-            if let Some(j) = journal {
-                j.write(None, String::new(), Usage::default(), "error");
+    let deadline = deadline(state, ctx);
+    let answer =
+        match resilience::call(&Complete, &model, &upstream, deadline, &state.metrics).await {
+            Ok(Answered::By { target, value }) => {
+                let mut served = served_by(&model, &target);
+                served.usage = Some(value.usage);
+                count_tokens(state, &served, value.usage);
+                Answer {
+                    served,
+                    completion: value,
+                }
             }
-            return Err(failed(&model, f));
-        }
-    };
+            Ok(Answered::Fallback(message)) => Answer {
+                served: Served {
+                    usage: Some(Usage::default()),
+                    ..degraded(&model)
+                },
+                completion: Completion::from_text(message, FinishReason::Stop, Usage::default()),
+            },
+            Err(f) => return Err(failed(&model, f, journal)),
+        };
     if let Some(j) = journal {
         let c = &answer.completion;
         j.write(
@@ -225,7 +167,7 @@ pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<St
     let deadline = deadline(state, ctx);
     let (served, events) =
         match resilience::call(&OpenStream, &model, &upstream, deadline, &state.metrics).await {
-            Ok(Outcome::Answer {
+            Ok(Answered::By {
                 target,
                 value: (first, rest),
             }) => {
@@ -236,7 +178,7 @@ pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<St
                     first.chain(resilience::guard(rest, deadline, idle)).boxed(),
                 )
             }
-            Ok(Outcome::Fallback(message)) => {
+            Ok(Answered::Fallback(message)) => {
                 let finished = StreamEvent::Finished {
                     finish_reason: FinishReason::Stop,
                     usage: Usage::default(),
@@ -244,18 +186,13 @@ pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<St
                 let events = vec![Ok(StreamEvent::Delta(message)), Ok(finished)];
                 (degraded(&model), futures_util::stream::iter(events).boxed())
             }
-            Err(f) => {
-                if let Some(j) = journal {
-                    j.write(None, String::new(), Usage::default(), "error");
-                }
-                return Err(failed(&model, f));
-            }
+            Err(f) => return Err(failed(&model, f, journal)),
         };
     if let Some(report) = &ctx.report {
-        report.streaming.store(true, Ordering::Relaxed);
+        report.began();
     }
     let events = observe(
-        state.metrics.clone(),
+        state.clone(),
         served.clone(),
         journal,
         ctx.report.clone(),
@@ -264,10 +201,20 @@ pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<St
     Ok(Streaming { served, events })
 }
 
-impl Served {
-    /// The interaction log's `outcome` for an answer.
-    fn outcome(&self) -> &'static str {
-        if self.degraded { "degraded" } else { "success" }
+/// The one place tokens are counted: when a whole answer arrives, or when a
+/// stream ends. A fallback answer has no target and counts nothing.
+fn count_tokens(state: &AppState, served: &Served, usage: Usage) {
+    if let (Some(provider), Some(model)) = (&served.provider, &served.provider_model) {
+        state.metrics.tokens(provider, model, usage);
+    }
+}
+
+/// How a stream that began ended with `error`: the code of the `error` event
+/// the client gets.
+fn broken_stream(error: &ProviderError) -> Outcome {
+    match error {
+        ProviderError::Timeout => Outcome::Timeout,
+        _ => Outcome::UpstreamError,
     }
 }
 
@@ -275,69 +222,70 @@ impl Served {
 /// request log, and writes its interaction line. Runs while the response body
 /// is polled, inside the request span (see `middleware::body_guard`).
 fn observe(
-    metrics: crate::metrics::Metrics,
+    state: AppState,
     served: Served,
     journal: Option<Journal>,
     report: Option<Arc<StreamReport>>,
     events: EventStream,
 ) -> EventStream {
-    let mut text = String::new();
-    let mut chars = 0;
-    let mut journal = journal;
+    let mut watch = Watch {
+        state,
+        served,
+        journal,
+        report,
+        text: String::new(),
+        chars: 0,
+    };
     events
         .map(move |event| {
             match &event {
-                Ok(StreamEvent::Delta(delta)) => {
-                    if let Some(j) = &journal {
-                        j.keep(&mut text, &mut chars, delta);
-                    }
-                }
+                Ok(StreamEvent::Delta(delta)) => watch.delta(delta),
                 Ok(StreamEvent::Finished { usage, .. }) => {
-                    if let (Some(provider), Some(model)) =
-                        (&served.provider, &served.provider_model)
-                    {
-                        metrics.tokens(provider, model, *usage);
-                    }
-                    if let Some(r) = &report {
-                        r.ended(StreamEnd {
-                            outcome: served.outcome(),
-                            usage: Some(*usage),
-                        });
-                    }
-                    if let Some(j) = journal.take() {
-                        j.write(
-                            served.provider.clone(),
-                            std::mem::take(&mut text),
-                            *usage,
-                            served.outcome(),
-                        );
-                    }
+                    count_tokens(&watch.state, &watch.served, *usage);
+                    watch.end(watch.served.outcome(), Some(*usage));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "stream ended with an error after it began");
-                    let timeout = matches!(error, ProviderError::Timeout);
-                    if let Some(r) = &report {
-                        // The code of the `error` event the client gets.
-                        let code = if timeout { "timeout" } else { "upstream_error" };
-                        r.ended(StreamEnd {
-                            outcome: code,
-                            usage: None,
-                        });
-                    }
-                    if let Some(j) = journal.take() {
-                        let outcome = if timeout { "timeout" } else { "error" };
-                        j.write(
-                            served.provider.clone(),
-                            std::mem::take(&mut text),
-                            Usage::default(),
-                            outcome,
-                        );
-                    }
+                    watch.end(broken_stream(error), None);
                 }
             }
             event
         })
         .boxed()
+}
+
+/// What `observe` keeps while a stream runs.
+struct Watch {
+    state: AppState,
+    served: Served,
+    journal: Option<Journal>,
+    report: Option<Arc<StreamReport>>,
+    /// The answer so far, for the interaction log (only when sampled).
+    text: String,
+    chars: usize,
+}
+
+impl Watch {
+    fn delta(&mut self, delta: &str) {
+        if let Some(j) = &self.journal {
+            j.keep(&mut self.text, &mut self.chars, delta);
+        }
+    }
+
+    /// Reports the end once (a stream ends after its first error).
+    fn end(&mut self, outcome: Outcome, usage: Option<Usage>) {
+        if let Some(r) = &self.report {
+            r.ended(StreamEnd { outcome, usage });
+        }
+        if let Some(j) = self.journal.take() {
+            j.write(
+                self.served.provider.clone(),
+                std::mem::take(&mut self.text),
+                usage.unwrap_or_default(),
+                outcome,
+            );
+        }
+    }
 }
 
 /// The interaction-log line of one sampled chat, written when it ends.
@@ -385,13 +333,7 @@ impl Journal {
         *chars += text[before..].chars().count();
     }
 
-    fn write(
-        self,
-        provider: Option<Arc<str>>,
-        answer: String,
-        usage: Usage,
-        outcome: &'static str,
-    ) {
+    fn write(self, provider: Option<Arc<str>>, answer: String, usage: Usage, outcome: Outcome) {
         let answer = match answer.char_indices().nth(self.answer_cap) {
             Some((at, _)) => answer[..at].to_owned(),
             None => answer,

@@ -11,11 +11,17 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::chat::truncate;
-
 /// Client values echoed in an error message (an unknown model name) are cut
 /// to this many characters, so an error body stays small whatever was sent.
 pub const ECHO_MAX_CHARS: usize = 64;
+
+/// `s` cut to `max` characters (with `…` when cut): for client values echoed in errors.
+pub(crate) fn truncate(s: &str, max: usize) -> Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => Cow::Owned(format!("{}…", &s[..at])),
+        None => Cow::Borrowed(s),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
@@ -29,6 +35,8 @@ pub enum ApiError {
     ModelNotFound(String),
     MethodNotAllowed,
     PayloadTooLarge,
+    /// Request headers over `middleware::header_limit::MAX_HEADER_BYTES`.
+    HeadersTooLarge,
     UnsupportedMediaType,
     RateLimited {
         retry_after: Duration,
@@ -104,6 +112,11 @@ impl ApiError {
                 "payload_too_large",
                 "request body is too large".into(),
             ),
+            HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large",
+                "request headers are too large".into(),
+            ),
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -156,6 +169,7 @@ impl ApiError {
             StatusCode::NOT_FOUND => Self::NotFound { hint: None },
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Self::HeadersTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
             StatusCode::TOO_MANY_REQUESTS => Self::RateLimited {
                 retry_after: Duration::from_secs(1),

@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 
 use crate::chat::{Message, Usage};
 use crate::config::InteractionLogConfig;
-use crate::metrics::Metrics;
+use crate::context::Outcome;
+use crate::meters::Metrics;
 use crate::redact::redact;
 
 /// One chat as it is handed to the writer (unredacted: redaction happens off the request path).
@@ -24,7 +25,7 @@ pub struct Interaction {
     pub provider: Option<Arc<str>>,
     pub usage: Usage,
     pub latency_ms: u64,
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub messages: Arc<[Message]>,
     pub answer: String,
 }
@@ -63,7 +64,7 @@ impl Interaction {
             input_tokens: self.usage.input_tokens,
             output_tokens: self.usage.output_tokens,
             latency_ms: self.latency_ms,
-            outcome: self.outcome,
+            outcome: self.outcome.as_str(),
             messages: self
                 .messages
                 .iter()
@@ -92,6 +93,7 @@ impl InteractionLog {
         if !config.enabled {
             return None;
         }
+        crate::redact::ensure_rules();
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let path = config.path.clone();
         tokio::spawn(async move {

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::chat::{ChatRequest, Message};
 use crate::config::{Config, ProviderConfig};
-use crate::metrics::Metrics;
+use crate::meters::Metrics;
 use crate::providers::{self, Provider, ProviderRequest};
-use crate::resilience::{Circuit, CircuitState};
+use crate::resilience::circuit::{Circuit, CircuitState};
 
 /// How one provider's attempts are retried.
 #[derive(Debug, Clone, Copy)]

@@ -35,9 +35,20 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         (r"\b\d{3}[\s.-]\d{3}[\s.-]\d{4}\b", "[PHONE]"),
     ]
     .into_iter()
-    .filter_map(|(re, placeholder)| Some(Rule { pattern: Regex::new(re).ok()?, placeholder }))
+    .map(|(re, placeholder)| match Regex::new(re) {
+        Ok(pattern) => Rule { pattern, placeholder },
+        // A shipped rule that does not compile is a bug, never input: fail
+        // loudly (at start-up, see `ensure_rules`) rather than redact less.
+        Err(error) => panic!("redaction rule {re:?} does not compile: {error}"),
+    })
     .collect()
 });
+
+/// Compiles every rule now, so a broken one stops start-up instead of the
+/// interaction log's writer.
+pub fn ensure_rules() {
+    LazyLock::force(&RULES);
+}
 
 /// `text` with every sensitive span replaced by its placeholder.
 pub fn redact(text: &str) -> String {
@@ -55,7 +66,13 @@ pub fn redact(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{RULES, redact};
+
+    #[test]
+    fn every_shipped_rule_compiles() {
+        // Forcing the rules compiles each one; one that does not panics here.
+        assert!(!RULES.is_empty());
+    }
 
     #[test]
     fn every_kind_is_replaced_by_its_placeholder() {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::config::Config;
 use crate::interaction_log::InteractionLog;
 use crate::limiter::Limiter;
-use crate::metrics::Metrics;
+use crate::meters::Metrics;
 use crate::middleware::auth::KeyStore;
 use crate::models::Catalog;
 

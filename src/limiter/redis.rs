@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{Bucket, Decision, Limiter, MemoryLimiter, Rate};
 use crate::config::OnRedisError;
-use crate::metrics::Metrics;
+use crate::meters::Metrics;
 
 /// GCRA: the bucket holds the theoretical arrival time (TAT) in µs, using
 /// Redis's own clock so every replica agrees. Returns 0 to allow, otherwise

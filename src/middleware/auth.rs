@@ -12,12 +12,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::AuthConfig;
+use crate::context::KeyId;
 use crate::error::ApiError;
-use crate::state::AppState;
-
-/// The id of the client key a request authenticated with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyId(pub Arc<str>);
+use crate::headers::{API_KEY, bearer};
 
 /// The configured client keys, as SHA-256 digests.
 pub struct KeyStore {
@@ -56,33 +53,26 @@ impl KeyStore {
 /// The key a request presents, if any: a Bearer token, else `x-api-key`
 /// (an `Authorization` of another scheme, e.g. a proxy's Basic, is not ours).
 fn presented(headers: &HeaderMap) -> Option<&str> {
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|auth| auth.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    if bearer.is_some() {
-        return bearer;
-    }
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+    bearer(headers).or_else(|| {
+        headers
+            .get(API_KEY)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    })
 }
 
 /// Refuses requests without a valid client key (401 + `WWW-Authenticate: Bearer`).
 pub async fn require_key(
-    State(state): State<AppState>,
+    State(keys): State<Arc<KeyStore>>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if !state.keys.enabled {
+    if !keys.enabled {
         return Ok(next.run(req).await);
     }
     let id = presented(req.headers())
         .filter(|k| !k.is_empty())
-        .and_then(|k| state.keys.verify(k))
+        .and_then(|k| keys.verify(k))
         .ok_or(ApiError::Unauthorized)?;
     req.extensions_mut().insert(KeyId(id.clone()));
     let mut response = next.run(req).await;

@@ -9,6 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::error::{ApiError, ErrorInfo, error_json};
+use crate::headers;
 
 fn is_json(response: &Response) -> bool {
     response
@@ -19,11 +20,7 @@ fn is_json(response: &Response) -> bool {
 }
 
 pub async fn render_errors(req: Request, next: Next) -> Response {
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let request_id = headers::request_id(req.headers()).map(str::to_owned);
     let mut response = next.run(req).await;
     let status = response.status();
     let info = match response.extensions().get::<ErrorInfo>() {

@@ -1,22 +1,50 @@
 //! The one middleware stack, top to bottom, with why each layer is where it is.
+//!
+//! Concurrency caveats, layer by layer (what each one counts or bounds):
+//! - **Request id and span.** The id is the client's `x-request-id` when it
+//!   is valid, else a fresh UUID (layers 2–4), set before anything logs; the
+//!   `request` span is opened by `request_log` from that header, and a
+//!   stream's body is polled inside it (`body_guard`), so every line of a
+//!   request carries its id, even lines written after the headers went out.
+//! - **In-flight gauge** (`chatgate_in_flight_requests`, `request_log`):
+//!   counts a request from the moment it reaches the log layer until its
+//!   response body ends or is dropped, streams included. It sits outside the
+//!   cap, so it also counts requests the cap refuses (for as long as their
+//!   503 takes) and CORS preflights (answered by layer 8).
+//! - **Concurrency cap** (`server.max_concurrent_requests`, `concurrency`):
+//!   a permit is taken without waiting (503 `overloaded` when none is left)
+//!   and moves into the response body, so a stream holds it until its last
+//!   byte or until its client leaves, not only until its headers are sent.
+//!   Nothing queues: the cap bounds work in progress, not arrivals.
+//! - **Timeout** (`server.request_timeout`, tower's `timeout`): bounds the
+//!   handler's future, i.e. the time to the response *headers* (504). It does
+//!   not bound a stream's body: a stream is bounded by its pump's deadline
+//!   (`resilience::stream::guard`, the same `request_timeout` counted from the
+//!   request's arrival), which holds even when the client stops reading.
+//!   `dispatch` counts the same deadline from the arrival, stamped above this
+//!   layer, so for a chat its own timeout normally answers first (also 504)
+//!   and the interaction log still gets its line.
 
 pub mod auth;
 pub mod body_guard;
 pub mod client_ip;
 pub mod concurrency;
 pub mod error_body;
+pub mod header_limit;
 pub mod rate_limit;
 pub mod request_id;
 pub mod request_log;
 
 use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
 use tower::{BoxError, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -27,6 +55,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::config::{Origin, Profile};
 use crate::error::ApiError;
+use crate::headers;
 use crate::state::AppState;
 
 /// HSTS for production: two years, subdomains included.
@@ -43,7 +72,7 @@ pub fn stack(router: Router<AppState>, state: &AppState) -> Router<AppState> {
         // 1. Mark credentials sensitive first, so nothing below can print them.
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
-            HeaderName::from_static("x-api-key"),
+            headers::API_KEY,
             header::COOKIE,
         ]))
         // 2–4. Request id: drop an invalid incoming one, set a UUID when missing,
@@ -51,13 +80,20 @@ pub fn stack(router: Router<AppState>, state: &AppState) -> Router<AppState> {
         .layer(axum::middleware::map_request(request_id::drop_invalid))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
-        // 5. One log event + metrics per request, and the span carrying request_id;
+        // 5. The client IP, resolved once (trusted proxies' X-Forwarded-For) for
+        //    the log line and the per-IP limit below.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::<[IpNet]>::from(server.trusted_proxies.as_slice()),
+            client_ip::resolve_once,
+        ))
+        // 6. One log event + metrics per request, and the span carrying request_id;
         //    outside everything that can answer, so it sees the final status.
+        //    Holds the in-flight gauge until the response body ends.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             request_log::log_request,
         ))
-        // 6. Security headers on every response, errors too; HSTS only in production.
+        // 7. Security headers on every response, errors too; HSTS only in production.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -80,22 +116,25 @@ pub fn stack(router: Router<AppState>, state: &AppState) -> Router<AppState> {
                 HeaderValue::from_static(HSTS),
             )
         }))
-        // 7. CORS answers preflights itself, before auth; absent when no origin is configured.
+        // 8. CORS answers preflights itself, before auth; absent when no origin is configured.
         .option_layer(cors(&server.cors_allowed_origins))
-        // 8. Every error below becomes the contract's JSON with the request id.
+        // 9. Every error below becomes the contract's JSON with the request id.
         .layer(axum::middleware::from_fn(error_body::render_errors))
-        // 9. A panic becomes a JSON 500 and the server lives on.
+        // 10. Headers over MAX_HEADER_BYTES: 431 with the contract's JSON (above
+        //     the body limit and the handlers: nothing reads such a request).
+        .layer(axum::middleware::from_fn(header_limit::refuse_oversized))
+        // 11. A panic becomes a JSON 500 and the server lives on.
         .layer(CatchPanicLayer::custom(panic_response))
-        // 10. Timeout to the response headers (504; streams keep their own
-        //     deadline), then the concurrency cap (503 at once, nothing queued),
-        //     whose permit a stream holds until its body ends.
+        // 12. Timeout to the response headers (504; a stream's body is bounded
+        //     by its pump's deadline instead), then the concurrency cap (503 at
+        //     once, nothing queued), whose permit a stream holds until its body ends.
         .layer(HandleErrorLayer::new(timeout_error))
         .timeout(server.request_timeout)
         .layer(axum::middleware::from_fn_with_state(
             concurrency::permits(server.max_concurrent_requests),
             concurrency::limit,
         ))
-        // 11. Body limit: refuse a declared oversize body before reading it (413);
+        // 13. Body limit: refuse a declared oversize body before reading it (413);
         //     axum's own smaller default limit is replaced by ours.
         .layer(RequestBodyLimitLayer::new(server.max_body_bytes))
         .layer(DefaultBodyLimit::disable());
@@ -113,7 +152,7 @@ pub fn api_guards(router: Router<AppState>, state: &AppState) -> Router<AppState
                 rate_limit::per_ip,
             ))
             .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
+                state.keys.clone(),
                 auth::require_key,
             ))
             .layer(axum::middleware::from_fn_with_state(
@@ -135,14 +174,10 @@ fn cors(origins: &[Origin]) -> Option<CorsLayer> {
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
-                HeaderName::from_static("x-api-key"),
-                HeaderName::from_static("x-request-id"),
+                headers::API_KEY,
+                headers::REQUEST_ID,
             ])
-            .expose_headers([
-                HeaderName::from_static("x-request-id"),
-                header::RETRY_AFTER,
-                HeaderName::from_static("x-chatgate-degraded"),
-            ])
+            .expose_headers([headers::REQUEST_ID, header::RETRY_AFTER, headers::DEGRADED])
             .max_age(CORS_MAX_AGE),
     )
 }

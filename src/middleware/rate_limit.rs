@@ -6,8 +6,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::auth::KeyId;
-use super::client_ip::ClientIp;
+use crate::context::{ClientIp, KeyId};
 use crate::error::{ApiError, RateLimitScope};
 use crate::limiter::{Bucket, Decision};
 use crate::state::AppState;

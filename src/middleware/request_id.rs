@@ -3,7 +3,7 @@
 
 use axum::extract::Request;
 
-pub const HEADER: &str = "x-request-id";
+use crate::headers::REQUEST_ID as HEADER;
 
 pub fn is_valid(id: &[u8]) -> bool {
     (1..=128).contains(&id.len())

@@ -1,63 +1,39 @@
 //! One structured event per request, the HTTP metrics, and the request span
 //! that puts `request_id` on every log line of the request (a stream's too:
-//! its body is polled inside the span). Also resolves the client IP, once,
-//! for the rate limiter and the log, and stamps the request's arrival.
+//! its body is polled inside the span). Also stamps the request's arrival
+//! and hands the handlers a `StreamReport` to fill.
 //!
 //! The metrics are taken when the headers go out; the log line when the
 //! response body ends (or is dropped), so a stream's line has its final
 //! outcome, total latency and tokens. The in-flight gauge is held as long.
 
-use std::net::{IpAddr, SocketAddr};
+use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use tokio::time::Instant;
 use tracing::{Instrument, Span};
 
-use super::auth::KeyId;
 use super::body_guard;
-use super::client_ip::{ClientIp, resolve};
-use crate::dispatch::{Audit, StreamReport};
-use crate::error::ErrorInfo;
-use crate::metrics::method_label;
+use crate::context::{Arrival, ClientIp, ErrorInfo, KeyId, Outcome, Served, StreamReport};
+use crate::headers;
+use crate::meters::method_label;
+use crate::routes::paths;
 use crate::state::AppState;
-
-/// The `route` label of requests that matched no route (bounded cardinality).
-pub const UNMATCHED_ROUTE: &str = "unmatched";
-
-/// When the request reached the stack (a request extension): deadlines count from here.
-#[derive(Debug, Clone, Copy)]
-pub struct Arrival(pub Instant);
 
 pub async fn log_request(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(req.method());
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
-        .to_owned();
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let client_ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| {
-            resolve(
-                peer.ip(),
-                req.headers(),
-                &state.config.server.trusted_proxies,
-            )
-        });
-    if let Some(ip) = client_ip {
-        req.extensions_mut().insert(ClientIp(ip));
-    }
+    let route = paths::label(
+        req.extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str),
+    );
+    let request_id = headers::request_id(req.headers()).unwrap_or("").to_owned();
+    let client_ip = req.extensions().get::<ClientIp>().map(|ClientIp(ip)| *ip);
     let report = Arc::new(StreamReport::default());
     req.extensions_mut().insert(Arrival(started));
     req.extensions_mut().insert(report.clone());
@@ -67,9 +43,12 @@ pub async fn log_request(State(state): State<AppState>, mut req: Request, next: 
     let response = next.run(req).instrument(span.clone()).await;
 
     let status = response.status().as_u16();
-    state
-        .metrics
-        .http_request(method, &route, status, started.elapsed().as_secs_f64());
+    state.metrics.http_request(
+        method,
+        route.clone(),
+        status,
+        started.elapsed().as_secs_f64(),
+    );
 
     let line = Line {
         started,
@@ -79,7 +58,7 @@ pub async fn log_request(State(state): State<AppState>, mut req: Request, next: 
         status,
         client_ip,
         key_id: response.extensions().get::<KeyId>().map(|k| k.0.clone()),
-        audit: response.extensions().get::<Audit>().cloned(),
+        served: response.extensions().get::<Served>().cloned(),
         error_code: response.extensions().get::<ErrorInfo>().map(|e| e.code),
         report,
         span: span.clone(),
@@ -93,11 +72,11 @@ struct Line {
     started: Instant,
     request_id: String,
     method: &'static str,
-    route: String,
+    route: Cow<'static, str>,
     status: u16,
     client_ip: Option<IpAddr>,
     key_id: Option<Arc<str>>,
-    audit: Option<Audit>,
+    served: Option<Served>,
     error_code: Option<&'static str>,
     report: Arc<StreamReport>,
     span: Span,
@@ -107,15 +86,14 @@ struct Line {
 
 impl Drop for Line {
     fn drop(&mut self) {
-        let audit = self.audit.as_ref();
+        let audit = self.served.as_ref();
         let stream = self.report.stream_end();
         let outcome = match (self.error_code, stream) {
-            (Some(code), _) => code,
+            (Some(code), _) => Outcome::of_error(code),
             (None, Some(Some(end))) => end.outcome,
             // The client left before the stream ended.
-            (None, Some(None)) => "cancelled",
-            (None, None) if audit.is_some_and(|a| a.degraded) => "degraded",
-            (None, None) => "success",
+            (None, Some(None)) => Outcome::Cancelled,
+            (None, None) => audit.map_or(Outcome::Success, Served::outcome),
         };
         let usage = stream
             .flatten()
@@ -136,7 +114,7 @@ impl Drop for Line {
             input_tokens = usage.map(|u| u.input_tokens),
             output_tokens = usage.map(|u| u.output_tokens),
             degraded = audit.map(|a| a.degraded),
-            outcome,
+            outcome = outcome.as_str(),
             "request"
         );
     }

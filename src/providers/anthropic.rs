@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -28,7 +28,7 @@ pub struct Anthropic {
 
 impl Anthropic {
     pub fn new(config: &HttpApi, client: reqwest::Client) -> Self {
-        let x_api_key = |key: &str| (HeaderName::from_static("x-api-key"), key.to_owned());
+        let x_api_key = |key: &str| (crate::headers::API_KEY, key.to_owned());
         let mut fixed = HeaderMap::new();
         fixed.insert(
             "anthropic-version",

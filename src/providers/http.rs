@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{MAX_ANSWER_BYTES, ProviderError};
 use crate::config::HttpApi;
-use crate::resilience::parse_retry_after;
+use crate::resilience::backoff::parse_retry_after;
 
 /// Most of an error body we look at for its error code.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -63,7 +63,7 @@ impl Endpoint {
         let url = self.url.clone();
         let mut headers = self.headers.clone();
         if let Ok(id) = HeaderValue::from_str(request_id) {
-            headers.insert("x-request-id", id);
+            headers.insert(crate::headers::REQUEST_ID, id);
         }
         let response = self
             .client

@@ -17,6 +17,7 @@ use futures_util::stream::BoxStream;
 
 use crate::chat::{Completion, Message, StreamEvent};
 use crate::config::{ProviderConfig, Upstream};
+use crate::context::Outcome;
 
 /// Largest SSE line or event an upstream may send; a larger one is an unusable answer.
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
@@ -111,11 +112,11 @@ impl ProviderError {
     }
 
     /// The `outcome` label of `chatgate_upstream_requests_total`.
-    pub fn outcome(&self) -> &'static str {
+    pub fn outcome(&self) -> Outcome {
         match self {
-            ProviderError::Timeout => "timeout",
-            ProviderError::Status { status: 429, .. } => "rate_limited",
-            _ => "error",
+            ProviderError::Timeout => Outcome::Timeout,
+            ProviderError::Status { status: 429, .. } => Outcome::RateLimited,
+            _ => Outcome::Error,
         }
     }
 }
@@ -174,8 +175,8 @@ mod tests {
             ProviderError::Decode("garbage".into()).class(),
             Class::Failed
         );
-        assert_eq!(status(429).outcome(), "rate_limited");
-        assert_eq!(ProviderError::Timeout.outcome(), "timeout");
-        assert_eq!(status(500).outcome(), "error");
+        assert_eq!(status(429).outcome().as_str(), "rate_limited");
+        assert_eq!(ProviderError::Timeout.outcome().as_str(), "timeout");
+        assert_eq!(status(500).outcome().as_str(), "error");
     }
 }

@@ -7,15 +7,17 @@
 //! failure moves on to the next target. When every target failed, the model's
 //! `fallback_message` answers, or the failure is reported.
 
-mod backoff;
-mod circuit;
+// `backoff` and `circuit` are leaves that the catalog and the providers use
+// directly, so neither depends on the failover loop that depends on them.
+pub mod backoff;
+pub mod circuit;
 mod stream;
 
-pub use backoff::{backoff, parse_retry_after};
-pub use circuit::{Circuit, CircuitState, Permit};
+use backoff::backoff;
 pub use stream::{OpenStream, guard};
 
-use std::fmt::Write as _;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -23,7 +25,8 @@ use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
 use crate::chat::{Completion, Usage};
-use crate::metrics::Metrics;
+use crate::context::Outcome;
+use crate::meters::Metrics;
 use crate::models::{Model, Target};
 use crate::providers::{Class, Provider, ProviderError, ProviderRequest};
 
@@ -57,8 +60,8 @@ impl Attempt for Complete {
 }
 
 /// How a call ended well.
-pub enum Outcome<T> {
-    Answer {
+pub enum Answered<T> {
+    By {
         target: Target,
         value: T,
     },
@@ -79,128 +82,189 @@ pub enum Failure {
     Unavailable,
 }
 
-/// A failed call, with what happened on every target (for the request log).
+/// One failed attempt on one target, or the target skipped by its open circuit.
+#[derive(Debug, Clone)]
+pub struct AttemptError {
+    pub provider: Arc<str>,
+    pub model: Arc<str>,
+    /// 1 for the first attempt on this target; 0 when none was made.
+    pub attempt: u32,
+    /// `None`: the circuit was open, no attempt was made.
+    pub error: Option<ProviderError>,
+}
+
+impl fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.error {
+            None => write!(f, "{}:{} circuit open", self.provider, self.model),
+            Some(error) => write!(
+                f,
+                "{}:{} attempt {} {error}",
+                self.provider, self.model, self.attempt
+            ),
+        }
+    }
+}
+
+/// What happened on every target, in order; the log line lists it.
+#[derive(Debug, Clone, Default)]
+pub struct Trail(pub Vec<AttemptError>);
+
+impl fmt::Display for Trail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|e| write!(f, "{e}; "))
+    }
+}
+
+impl Trail {
+    /// The last thing that happened was an unusable answer (not a circuit, not a status).
+    fn ends_unusable(&self) -> bool {
+        matches!(
+            self.0.last(),
+            Some(AttemptError {
+                error: Some(ProviderError::Decode(_)),
+                ..
+            })
+        )
+    }
+}
+
+/// A failed call, with what happened on every target (for the log).
 #[derive(Debug, Clone)]
 pub struct Failed {
     pub failure: Failure,
-    pub trail: String,
+    pub trail: Trail,
 }
 
-/// Runs `kind` against `model`'s targets until one answers.
+/// Why one target gave no answer.
+enum Miss {
+    /// Try the next target.
+    Next,
+    /// Nothing more to try: the deadline passed, or the request itself is bad.
+    Stop(Failure),
+}
+
+/// Runs `kind` against `model`'s targets, in order, until one answers.
 pub async fn call<A: Attempt>(
     kind: &A,
     model: &Model,
     template: &ProviderRequest,
     deadline: Instant,
     metrics: &Metrics,
-) -> Result<Outcome<A::Output>, Failed> {
-    let mut trail = String::new();
-    let mut last_unusable = false;
+) -> Result<Answered<A::Output>, Failed> {
+    let mut trail = Vec::new();
     for (index, target) in model.targets.iter().enumerate() {
         if index > 0 {
             metrics.fallback(&model.name);
         }
-        let provider = &target.provider;
-        let Some(permit) = provider.circuit.admit() else {
-            let _ = write!(trail, "{}:{} circuit open; ", provider.name, target.model);
-            last_unusable = false;
-            continue;
-        };
-        let mut req = template.clone();
-        req.model = target.model.to_string();
-        let mut retry = 0;
-        let error = loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(Failed {
-                    failure: Failure::Timeout,
-                    trail,
-                });
+        match try_target(kind, target, template, deadline, metrics, &mut trail).await {
+            Ok(value) => {
+                let target = target.clone();
+                return Ok(Answered::By { target, value });
             }
-            let attempt_deadline = capped(now, provider.policy.attempt_timeout, deadline);
-            let result = match tokio::time::timeout_at(
-                attempt_deadline,
-                kind.attempt(provider.client.as_ref(), &req),
-            )
-            .await
-            {
-                Ok(result) => result,
-                Err(_) => Err(ProviderError::Timeout),
-            };
-            record_attempt::<A>(metrics, target, retry + 1, now, &result);
-            let error = match result {
-                Ok(value) => {
-                    permit.success();
-                    return Ok(Outcome::Answer {
-                        target: target.clone(),
-                        value,
-                    });
-                }
-                Err(error) => error,
-            };
-            let _ = write!(
-                trail,
-                "{}:{} attempt {} {}; ",
-                provider.name,
-                target.model,
-                retry + 1,
-                error
-            );
-            if Instant::now() >= deadline {
-                return Err(Failed {
-                    failure: Failure::Timeout,
-                    trail,
-                });
+            Err(Miss::Next) => {}
+            Err(Miss::Stop(failure)) => {
+                let trail = Trail(trail);
+                return Err(Failed { failure, trail });
             }
-            match error.class() {
-                Class::ClientError => {
-                    // The request itself is bad: not the provider's failure, nothing to fail over to.
-                    drop(permit);
-                    let detail = match error {
-                        ProviderError::Status { detail, .. } => detail,
-                        _ => None,
-                    };
-                    return Err(Failed {
-                        failure: Failure::BadRequest { detail },
-                        trail,
-                    });
-                }
-                Class::Misconfigured | Class::Failed => break error,
-                Class::Retryable if retry >= provider.policy.max_retries => break error,
-                Class::Retryable => {
-                    let wait = match error.retry_after() {
-                        // Honoured only when it ends before the deadline; otherwise give this target up.
-                        Some(wait) if wait < deadline.saturating_duration_since(Instant::now()) => {
-                            wait
-                        }
-                        Some(_) => break error,
-                        None => backoff(
-                            retry,
-                            provider.policy.backoff_initial,
-                            provider.policy.backoff_max,
-                            rand::random(),
-                        ),
-                    };
-                    tokio::time::sleep_until(capped(Instant::now(), wait, deadline)).await;
-                    retry += 1;
-                    metrics.upstream_retry(&provider.name);
-                }
-            }
-        };
-        permit.failure();
-        last_unusable = matches!(error, ProviderError::Decode(_));
+        }
     }
+    let trail = Trail(trail);
     if let Some(message) = &model.fallback_message {
         metrics.fallback(&model.name);
         tracing::warn!(model = %model.name, failures = %trail, "every target failed; answering with the fallback message");
-        return Ok(Outcome::Fallback(message.clone()));
+        return Ok(Answered::Fallback(message.clone()));
     }
-    let failure = if last_unusable {
+    let failure = if trail.ends_unusable() {
         Failure::Unusable
     } else {
         Failure::Unavailable
     };
     Err(Failed { failure, trail })
+}
+
+/// Up to `1 + max_retries` attempts on one target (none when its circuit is
+/// open), each bounded by the attempt timeout and the request deadline; every
+/// failure is added to `trail`.
+async fn try_target<A: Attempt>(
+    kind: &A,
+    target: &Target,
+    template: &ProviderRequest,
+    deadline: Instant,
+    metrics: &Metrics,
+    trail: &mut Vec<AttemptError>,
+) -> Result<A::Output, Miss> {
+    let provider = &target.provider;
+    let failed = |attempt, error| AttemptError {
+        provider: provider.name.clone(),
+        model: target.model.clone(),
+        attempt,
+        error,
+    };
+    let Some(permit) = provider.circuit.admit() else {
+        trail.push(failed(0, None));
+        return Err(Miss::Next);
+    };
+    let mut req = template.clone();
+    req.model = target.model.to_string();
+    let mut retry = 0;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(Miss::Stop(Failure::Timeout));
+        }
+        let attempt_deadline = capped(now, provider.policy.attempt_timeout, deadline);
+        let result = match tokio::time::timeout_at(
+            attempt_deadline,
+            kind.attempt(provider.client.as_ref(), &req),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::Timeout),
+        };
+        record_attempt::<A>(metrics, target, retry + 1, now, &result);
+        let error = match result {
+            Ok(value) => {
+                permit.success();
+                return Ok(value);
+            }
+            Err(error) => error,
+        };
+        let (class, retry_after) = (error.class(), error.retry_after());
+        let detail = match &error {
+            ProviderError::Status { detail, .. } => detail.clone(),
+            _ => None,
+        };
+        trail.push(failed(retry + 1, Some(error)));
+        if Instant::now() >= deadline {
+            return Err(Miss::Stop(Failure::Timeout));
+        }
+        match class {
+            // The request itself is bad: not the provider's failure, nothing to fail over to.
+            Class::ClientError => return Err(Miss::Stop(Failure::BadRequest { detail })),
+            Class::Misconfigured | Class::Failed => break,
+            Class::Retryable if retry >= provider.policy.max_retries => break,
+            Class::Retryable => {
+                let wait = match retry_after {
+                    // Honoured only when it ends before the deadline; otherwise give this target up.
+                    Some(wait) if wait < deadline.saturating_duration_since(Instant::now()) => wait,
+                    Some(_) => break,
+                    None => backoff(
+                        retry,
+                        provider.policy.backoff_initial,
+                        provider.policy.backoff_max,
+                        rand::random(),
+                    ),
+                };
+                tokio::time::sleep_until(capped(Instant::now(), wait, deadline)).await;
+                retry += 1;
+                metrics.upstream_retry(&provider.name);
+            }
+        }
+    }
+    permit.failure();
+    Err(Miss::Next)
 }
 
 /// The earlier of `now + wait` and `deadline`, without ever computing an
@@ -224,16 +288,14 @@ fn record_attempt<A: Attempt>(
     let model = &target.model;
     match result {
         Ok(output) => {
-            metrics.upstream_attempt(provider, model, "success", elapsed.as_secs_f64());
+            metrics.upstream_attempt(provider, model, Outcome::Success, elapsed.as_secs_f64());
+            // Logged here; counted once, by `dispatch`, when the answer ends.
             let usage = A::usage(output);
-            if let Some(usage) = usage {
-                metrics.tokens(provider, model, usage);
-            }
             tracing::info!(
                 provider = &**provider,
                 model = &**model,
                 attempt,
-                outcome = "success",
+                outcome = Outcome::Success.as_str(),
                 latency_ms,
                 input_tokens = usage.map(|u| u.input_tokens),
                 output_tokens = usage.map(|u| u.output_tokens),
@@ -243,11 +305,43 @@ fn record_attempt<A: Attempt>(
         Err(error) => {
             let outcome = error.outcome();
             metrics.upstream_attempt(provider, model, outcome, elapsed.as_secs_f64());
+            let outcome = outcome.as_str();
             if error.class() == Class::Misconfigured {
                 tracing::error!(provider = &**provider, model = &**model, attempt, outcome, latency_ms, %error, "upstream refused us: check the provider's key, base_url and model");
             } else {
                 tracing::warn!(provider = &**provider, model = &**model, attempt, outcome, latency_ms, %error, "upstream attempt");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn miss(attempt: u32, error: Option<ProviderError>) -> AttemptError {
+        AttemptError {
+            provider: "first".into(),
+            model: "m1".into(),
+            attempt,
+            error,
+        }
+    }
+
+    #[test]
+    fn the_trail_reads_as_the_log_line_always_did() {
+        let trail = Trail(vec![miss(1, Some(ProviderError::Timeout)), miss(0, None)]);
+        assert_eq!(
+            trail.to_string(),
+            "first:m1 attempt 1 attempt timed out; first:m1 circuit open; "
+        );
+    }
+
+    #[test]
+    fn only_an_unusable_answer_last_makes_the_failure_unusable() {
+        let decode = Some(ProviderError::Decode("x".into()));
+        assert!(Trail(vec![miss(1, decode.clone())]).ends_unusable());
+        assert!(!Trail(vec![miss(1, decode), miss(0, None)]).ends_unusable());
+        assert!(!Trail::default().ends_unusable());
     }
 }

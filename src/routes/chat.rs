@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::extract::ApiJson;
 use super::{finish, sse_error};
 use crate::chat::{ChatRequest, Dialect, Role, StreamEvent, Usage, WireMessage};
-use crate::dispatch::{self, Ctx, Served};
+use crate::context::{Ctx, Served};
+use crate::dispatch;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -124,7 +125,7 @@ pub async fn chat(
         let response = Sse::new(events)
             .keep_alive(KeepAlive::default())
             .into_response();
-        finish(response, &streaming.served, None)
+        finish(response, &streaming.served)
     } else {
         let answer = dispatch::complete(&state, &req, &ctx).await?;
         let c = &answer.completion;
@@ -139,7 +140,7 @@ pub async fn chat(
             c.finish_reason.native(),
             c.usage,
         );
-        finish(Json(body).into_response(), &answer.served, Some(c.usage))
+        finish(Json(body).into_response(), &answer.served)
     };
     Ok(response)
 }

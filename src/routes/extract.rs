@@ -10,11 +10,9 @@ use serde::de::DeserializeOwned;
 
 use std::sync::Arc;
 
-use crate::dispatch::{Ctx, StreamReport};
+use crate::context::{Arrival, Ctx, KeyId, StreamReport};
 use crate::error::ApiError;
-use crate::middleware::auth::KeyId;
-use crate::middleware::request_id::HEADER;
-use crate::middleware::request_log::Arrival;
+use crate::headers;
 
 pub struct ApiJson<T>(pub T);
 
@@ -80,12 +78,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Ctx {
-            request_id: parts
-                .headers
-                .get(HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned(),
+            request_id: headers::request_id(&parts.headers).unwrap_or("").to_owned(),
             key_id: parts.extensions.get::<KeyId>().map(|k| k.0.clone()),
             // Deadlines count from the request's arrival, not from the handler.
             started: parts

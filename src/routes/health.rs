@@ -22,7 +22,7 @@ pub async fn ready(State(state): State<AppState>, headers: HeaderMap) -> Respons
         let body = json!({"status": "ready", "degraded": degraded, "upstreams": upstreams});
         return Json(body).into_response();
     }
-    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
+    let request_id = crate::headers::request_id(&headers);
     let error: serde_json::Value =
         serde_json::from_str(&error_json(&ApiError::Overloaded.info(), request_id))
             .unwrap_or_default();

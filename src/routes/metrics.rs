@@ -7,6 +7,7 @@ use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
+use crate::headers::bearer;
 use crate::state::AppState;
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -16,14 +17,7 @@ pub async fn render(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if let Some(token) = &state.config.metrics.token {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            // The scheme is case-insensitive (RFC 9110), as for client keys.
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim());
-        let ok = presented
+        let ok = bearer(&headers)
             .is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.expose_secret().as_bytes())));
         if !ok {
             return Err(ApiError::Unauthorized);

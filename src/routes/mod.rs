@@ -5,6 +5,7 @@ mod extract;
 mod health;
 mod metrics;
 pub mod openai;
+pub mod paths;
 
 use axum::Router;
 use axum::extract::OriginalUri;
@@ -13,9 +14,9 @@ use axum::response::Response;
 use axum::response::sse::Event;
 use axum::routing::{get, post};
 
-use crate::chat::Usage;
-use crate::dispatch::Served;
+use crate::context::Served;
 use crate::error::{ApiError, error_json};
+use crate::headers::{ACCEL_BUFFERING, DEGRADED};
 use crate::middleware;
 use crate::providers::ProviderError;
 use crate::state::AppState;
@@ -24,15 +25,15 @@ use crate::state::AppState;
 /// stack as ours but none of the `/api/v1` guards.
 pub fn router(state: AppState, extra: Router<AppState>) -> Router {
     let api = Router::new()
-        .route("/chat", post(chat::chat))
-        .route("/chat/completions", post(openai::completions))
-        .route("/models", get(openai::models));
+        .route(paths::CHAT, post(chat::chat))
+        .route(paths::COMPLETIONS, post(openai::completions))
+        .route(paths::MODELS, get(openai::models));
     let api = middleware::api_guards(api, &state);
     let app = Router::new()
-        .nest("/api/v1", api)
-        .route("/health", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(metrics::render))
+        .merge(api)
+        .route(paths::HEALTH, get(health::live))
+        .route(paths::READY, get(health::ready))
+        .route(paths::METRICS, get(metrics::render))
         .merge(extra)
         .fallback(|uri: OriginalUri| async move {
             ApiError::NotFound {
@@ -41,16 +42,6 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         });
     middleware::stack(app, &state).with_state(state)
 }
-
-/// Every route a client calls, as the 404 hint names it.
-const ROUTES: [&str; 6] = [
-    "/api/v1/chat",
-    "/api/v1/chat/completions",
-    "/api/v1/models",
-    "/health",
-    "/health/ready",
-    "/metrics",
-];
 
 /// The route an unknown `path` was probably meant for: a trailing slash or
 /// other case (`/api/v1/chat/`), or an API route without our `/api/v1` prefix
@@ -62,13 +53,13 @@ fn near_miss(path: &str) -> Option<&'static str> {
         return None;
     }
     let path = path.trim_end_matches('/').to_ascii_lowercase();
-    if let Some(route) = ROUTES.iter().find(|r| **r == path) {
+    if let Some(route) = paths::ALL.iter().find(|r| **r == path) {
         return Some(route);
     }
     let api = [
-        ("/chat", ROUTES[0]),
-        ("/chat/completions", ROUTES[1]),
-        ("/models", ROUTES[2]),
+        ("/chat", paths::CHAT),
+        ("/chat/completions", paths::COMPLETIONS),
+        ("/models", paths::MODELS),
     ];
     ["/api/v1", "/api", "/v1", ""].iter().find_map(|prefix| {
         let rest = path.strip_prefix(prefix)?;
@@ -78,17 +69,17 @@ fn near_miss(path: &str) -> Option<&'static str> {
     })
 }
 
-/// The common end of every chat answer: audit fields for the request log,
+/// The common end of every chat answer: [`Served`] for the request log,
 /// `x-chatgate-degraded: true` on fallback answers, no caching, and
 /// `x-accel-buffering: no` so proxies pass streams through as they come.
-fn finish(mut response: Response, served: &Served, usage: Option<Usage>) -> Response {
-    response.extensions_mut().insert(served.audit(usage));
+fn finish(mut response: Response, served: &Served) -> Response {
+    response.extensions_mut().insert(served.clone());
     let headers = response.headers_mut();
     if served.degraded {
-        headers.insert("x-chatgate-degraded", HeaderValue::from_static("true"));
+        headers.insert(DEGRADED, HeaderValue::from_static("true"));
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers.insert(ACCEL_BUFFERING, HeaderValue::from_static("no"));
     response
 }
 

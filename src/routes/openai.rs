@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use super::extract::ApiJson;
 use super::{finish, sse_error_json};
 use crate::chat::{ChatRequest, Dialect, FinishReason, StreamEvent, Usage, WireMessage};
-use crate::dispatch::{self, Ctx};
+use crate::context::Ctx;
+use crate::dispatch;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -152,11 +153,7 @@ pub async fn completions(
             }],
             "usage": usage_json(c.usage),
         });
-        return Ok(finish(
-            Json(body).into_response(),
-            &answer.served,
-            Some(c.usage),
-        ));
+        return Ok(finish(Json(body).into_response(), &answer.served));
     }
 
     let streaming = dispatch::stream(&state, &req, &ctx).await?;
@@ -202,7 +199,7 @@ pub async fn completions(
     let response = Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response();
-    Ok(finish(response, &streaming.served, None))
+    Ok(finish(response, &streaming.served))
 }
 
 /// `GET /api/v1/models`: the configured model names, OpenAI-style.

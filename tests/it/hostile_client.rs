@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::support::binary::Chatgate;
 use crate::support::prometheus::{label_values, series};
 use crate::support::*;
-use chatgate::metrics::{HTTP_REQUESTS, IN_FLIGHT};
+use chatgate::meters::{HTTP_REQUESTS, IN_FLIGHT};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -427,4 +427,37 @@ targets = ["up:m"]
         latency >= 1000.0,
         "the line's latency is the stream's whole duration (>= request_timeout): {latency}"
     );
+}
+
+/// A GET /health whose one extra header holds `bytes` bytes.
+async fn health_with_header_of(app: &TestApp, bytes: usize) -> reqwest::Response {
+    app.client
+        .get(app.url("/health"))
+        .header("x-padding", "a".repeat(bytes))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn request_headers_of_24_kib_are_served() {
+    let app = spawn_app("").await;
+    let r = health_with_header_of(&app, 24 * 1024).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn request_headers_over_32_kib_get_the_contracts_431_json_with_a_request_id() {
+    let app = spawn_app("").await;
+    let r = health_with_header_of(&app, 40 * 1024).await;
+    error_of(r, 431, "headers_too_large").await;
+}
+
+#[tokio::test]
+async fn request_heads_past_hypers_64_kib_buffer_get_hypers_own_bodiless_431() {
+    let app = spawn_app("").await;
+    // hyper's default buffer (about 400 KiB) would have let this through to the stack.
+    let r = health_with_header_of(&app, 100 * 1024).await;
+    assert_eq!(r.status(), 431);
+    assert!(r.bytes().await.unwrap().is_empty(), "hyper writes no body");
 }

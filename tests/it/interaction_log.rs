@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::support::observability::{StuckFifo, interaction_log_toml, log_lines};
 use crate::support::prometheus::series;
 use crate::support::*;
-use chatgate::metrics::INTERACTIONS_DROPPED;
+use chatgate::meters::INTERACTIONS_DROPPED;
 use serde_json::{Value, json};
 
 /// An app whose interaction log (every chat sampled) goes to a fresh file.
@@ -341,4 +341,23 @@ async fn a_streamed_answer_is_logged_up_to_max_message_chars() {
     );
     let lines = wait_for_lines(&path, 1).await;
     assert_eq!(lines[0]["answer"], "abcdefgh", "{}", lines[0]);
+}
+
+#[tokio::test]
+async fn a_whole_answer_that_times_out_is_logged_as_timeout_as_in_the_request_log() {
+    let up = Upstream::openai().await;
+    up.push([Reply::Hang]);
+    let extra = format!(
+        "[server]\nrequest_timeout = \"300ms\"\n\
+         [providers.slow]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"TEST_UPSTREAM_KEY\"\n\
+         timeout = \"60s\"\nmax_retries = 0\n\n[models.default]\ntargets = [\"slow:m\"]\n",
+        up.base_url()
+    );
+    let (app, path, _dir) = logged_app(&extra).await;
+    let r = app.chat(json!({"messages": say("hi")})).await;
+    error_of(r, 504, "timeout").await;
+
+    let line = &wait_for_lines(&path, 1).await[0];
+    assert_eq!(line["outcome"], "timeout", "{line}");
+    assert_eq!(line["answer"], "");
 }

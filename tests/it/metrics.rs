@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::support::prometheus::series;
 use crate::support::*;
-use chatgate::metrics::{
+use chatgate::meters::{
     CIRCUIT_STATE, FALLBACKS, HTTP_REQUESTS, IN_FLIGHT, RATE_LIMITED, TOKENS, UPSTREAM_DURATION,
     UPSTREAM_REQUESTS, UPSTREAM_RETRIES,
 };

@@ -4,7 +4,7 @@
 
 use crate::support::prometheus::{label_values, series};
 use crate::support::*;
-use chatgate::metrics::{HTTP_DURATION, HTTP_REQUESTS, UPSTREAM_DURATION};
+use chatgate::meters::{HTTP_DURATION, HTTP_REQUESTS, UPSTREAM_DURATION};
 use serde_json::{Value, json};
 
 #[tokio::test]

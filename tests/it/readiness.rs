@@ -10,7 +10,7 @@ use crate::support::prometheus::series;
 use crate::support::*;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use chatgate::metrics::CIRCUIT_STATE;
+use chatgate::meters::CIRCUIT_STATE;
 use chatgate::models::Upstreams;
 use serde_json::{Value, json};
 use tower::ServiceExt;

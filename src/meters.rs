@@ -1,6 +1,8 @@
 //! Prometheus metrics: the contract's names as consts, one recorder per app
 //! (so tests in one process never share counters), rendered for `/metrics`.
+//! Named `meters` so that `metrics::` always means the `metrics` crate.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder, SharedString, Unit};
@@ -9,6 +11,7 @@ use metrics_exporter_prometheus::{
 };
 
 use crate::chat::Usage;
+use crate::context::Outcome;
 
 pub const HTTP_REQUESTS: &str = "chatgate_http_requests_total";
 pub const HTTP_DURATION: &str = "chatgate_http_request_duration_seconds";
@@ -47,16 +50,8 @@ pub fn method_label(method: &http::Method) -> &'static str {
     }
 }
 
-/// Label values known ahead, so the per-request labels need no allocation.
-const ROUTES: &[&str] = &[
-    "/api/v1/chat",
-    "/api/v1/chat/completions",
-    "/api/v1/models",
-    "/health",
-    "/health/ready",
-    "/metrics",
-    crate::middleware::request_log::UNMATCHED_ROUTE,
-];
+/// Label values known ahead, so the per-request labels need no allocation
+/// (routes come static from `routes::paths::label`).
 const STATUSES: &[(u16, &str)] = &[
     (200, "200"),
     (204, "204"),
@@ -72,13 +67,6 @@ const STATUSES: &[(u16, &str)] = &[
     (503, "503"),
     (504, "504"),
 ];
-
-fn static_or_owned(value: &str, known: &[&'static str]) -> SharedString {
-    match known.iter().find(|k| **k == value) {
-        Some(k) => SharedString::const_str(k),
-        None => SharedString::from(value.to_owned()),
-    }
-}
 
 fn status_label(status: u16) -> SharedString {
     match STATUSES.iter().find(|(code, _)| *code == status) {
@@ -101,7 +89,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// A fresh recorder: each app gets its own (no `Default`: nothing wants one by accident).
+    pub(crate) fn new() -> Self {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), LATENCY_BUCKETS)
             .unwrap_or_else(|_| PrometheusBuilder::new());
@@ -189,12 +178,19 @@ impl Metrics {
         &self.in_flight
     }
 
-    /// One answered request; `method` is a [`method_label`].
-    pub fn http_request(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
-        let (method, route) = (
-            SharedString::const_str(method),
-            static_or_owned(route, ROUTES),
-        );
+    /// One answered request; `method` is a [`method_label`], `route` a bounded label.
+    pub fn http_request(
+        &self,
+        method: &'static str,
+        route: Cow<'static, str>,
+        status: u16,
+        seconds: f64,
+    ) {
+        let method = SharedString::const_str(method);
+        let route = match route {
+            Cow::Borrowed(known) => SharedString::const_str(known),
+            Cow::Owned(other) => SharedString::from(other),
+        };
         let labels = vec![
             Label::new("method", method.clone()),
             Label::new("route", route.clone()),
@@ -212,13 +208,13 @@ impl Metrics {
         &self,
         provider: &Arc<str>,
         model: &Arc<str>,
-        outcome: &'static str,
+        outcome: Outcome,
         seconds: f64,
     ) {
         let labels = vec![
             Label::new("provider", SharedString::from(provider.clone())),
             Label::new("model", SharedString::from(model.clone())),
-            Label::new("outcome", outcome),
+            Label::new("outcome", outcome.as_str()),
         ];
         self.counter(UPSTREAM_REQUESTS, labels).increment(1);
         let labels = vec![
@@ -290,11 +286,5 @@ impl Metrics {
     /// Drains histogram samples into their buckets; called on a timer.
     pub fn upkeep(&self) {
         self.handle.run_upkeep();
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -1,0 +1,175 @@
+//! What travels with a request: every type one layer or handler puts into the
+//! request's (or response's) extensions for another to read, in one leaf
+//! module, so the layers depend on it and never on each other.
+//!
+//! | Type                | Added by (where)                                   | Read by                                              |
+//! |---------------------|----------------------------------------------------|------------------------------------------------------|
+//! | [`ClientIp`]        | `middleware::client_ip::resolve_once` (request)    | `request_log` (line), `rate_limit::per_ip` (bucket)  |
+//! | [`Arrival`]         | `request_log::log_request` (request)               | `routes::extract` → [`Ctx::started`] (deadlines)     |
+//! | `Arc<StreamReport>` | `request_log::log_request` (request)               | `dispatch` fills it; `request_log` reads it at body end |
+//! | [`KeyId`]           | `auth::require_key` (request and response)         | `rate_limit::per_key`, [`Ctx`], `request_log`        |
+//! | [`Served`]          | `routes::finish`, `dispatch::Refusal` (response)   | `request_log` (model, provider, tokens, degraded)    |
+//! | [`ErrorInfo`]       | `ApiError::into_response`, `error_body` (response) | `error_body` (JSON body), `request_log` (outcome)    |
+//!
+//! `ErrorInfo` is defined beside `ApiError` (which builds it) and re-exported
+//! here. [`Outcome`] is how a request or an upstream attempt ended, in the
+//! words every log line and metric label uses.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tokio::time::Instant;
+
+use crate::chat::Usage;
+pub use crate::error::ErrorInfo;
+
+/// The resolved client IP (see `middleware::client_ip`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+/// When the request reached the stack: deadlines count from here.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival(pub Instant);
+
+/// The id of the client key a request authenticated with (never the key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyId(pub Arc<str>);
+
+/// Who is asking, and since when: what a chat handler takes from the request.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub request_id: String,
+    pub key_id: Option<Arc<str>>,
+    /// The request's [`Arrival`].
+    pub started: Instant,
+    /// Where a stream reports how it ended, for the request log.
+    pub report: Option<Arc<StreamReport>>,
+}
+
+/// Which model and target answered a chat, and with how many tokens (for
+/// the request log; a failed chat carries the model name only).
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub model: Arc<str>,
+    pub provider: Option<Arc<str>>,
+    pub provider_model: Option<Arc<str>>,
+    /// Answered by the model's fallback message.
+    pub degraded: bool,
+    /// A whole answer's tokens; a stream's come in its [`StreamEnd`].
+    pub usage: Option<Usage>,
+}
+
+impl Served {
+    /// `Success`, or `Degraded` for the fallback message.
+    pub fn outcome(&self) -> Outcome {
+        if self.degraded {
+            Outcome::Degraded
+        } else {
+            Outcome::Success
+        }
+    }
+}
+
+/// How a stream ended, filled by the stream itself and read by the request
+/// log when the response body ends (a stream's line is written then).
+#[derive(Debug, Default)]
+pub struct StreamReport {
+    streaming: AtomicBool,
+    end: OnceLock<StreamEnd>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct StreamEnd {
+    pub outcome: Outcome,
+    pub usage: Option<Usage>,
+}
+
+impl StreamReport {
+    /// The answer is a stream (its end will be reported).
+    pub fn began(&self) {
+        self.streaming.store(true, Ordering::Relaxed);
+    }
+
+    /// How the stream ended; only the first report counts.
+    pub fn ended(&self, end: StreamEnd) {
+        let _ = self.end.set(end);
+    }
+
+    /// `None` for a whole answer; `Some(None)` for a stream that has not ended
+    /// (its client left mid-way); otherwise how it ended.
+    pub fn stream_end(&self) -> Option<Option<StreamEnd>> {
+        self.streaming
+            .load(Ordering::Relaxed)
+            .then(|| self.end.get().copied())
+    }
+}
+
+/// How a request, a stream or one upstream attempt ended. `as_str` gives
+/// the word of the request log, the interaction log, the stream report and
+/// the `outcome` metric label alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// Answered by the model's fallback message.
+    Degraded,
+    /// The client left before its stream ended.
+    Cancelled,
+    /// The request deadline or an attempt timeout ran out.
+    Timeout,
+    /// An upstream answer was unusable (also a stream's `error` event after it began).
+    UpstreamError,
+    /// A rate limit refused: ours (429 to the client) or an upstream's (one attempt).
+    RateLimited,
+    /// An upstream attempt that failed in another way (the metric's `error`).
+    Error,
+    /// The request was answered with another contract error, named by its code
+    /// (`not_found`, `unauthorized`, `upstream_unavailable`, …).
+    Refused(&'static str),
+}
+
+impl Outcome {
+    /// The outcome of a request answered with the error of `code` (an [`ErrorInfo`] code).
+    pub fn of_error(code: &'static str) -> Self {
+        match code {
+            "timeout" => Self::Timeout,
+            "upstream_error" => Self::UpstreamError,
+            "rate_limited" => Self::RateLimited,
+            code => Self::Refused(code),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Degraded => "degraded",
+            Self::Cancelled => "cancelled",
+            Self::Timeout => "timeout",
+            Self::UpstreamError => "upstream_error",
+            Self::RateLimited => "rate_limited",
+            Self::Error => "error",
+            Self::Refused(code) => code,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ApiError;
+
+    #[test]
+    fn an_error_outcome_is_named_by_the_errors_contract_code() {
+        for error in [
+            ApiError::Timeout,
+            ApiError::UpstreamError,
+            ApiError::UpstreamUnavailable,
+            ApiError::Unauthorized,
+            ApiError::NotFound { hint: None },
+        ] {
+            let code = error.info().code;
+            assert_eq!(Outcome::of_error(code).as_str(), code);
+        }
+        assert_eq!(Outcome::of_error("timeout"), Outcome::Timeout);
+    }
+}

@@ -1,0 +1,28 @@
+//! Request headers over [`MAX_HEADER_BYTES`] get the contract's 431 JSON
+//! from us. hyper's own limits (`app::HYPER_HEAD_LIMIT`) sit above this one,
+//! so only a head too large to parse at all gets hyper's bodiless 431.
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+
+/// The most header bytes (names and values) a request may carry: ample for
+/// any real client (cookies, tokens), far below what would cost memory.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// The size of a request's headers as HTTP/1.1 spells them (`name: value\r\n`).
+fn header_bytes(req: &Request) -> usize {
+    req.headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum()
+}
+
+pub async fn refuse_oversized(req: Request, next: Next) -> Response {
+    if header_bytes(&req) > MAX_HEADER_BYTES {
+        return ApiError::HeadersTooLarge.into_response();
+    }
+    next.run(req).await
+}

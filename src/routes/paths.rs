@@ -1,0 +1,30 @@
+//! Every route's path, once: the router, the 404 hints and the `route`
+//! metric label (bounded: a known template, or `unmatched`) all read them here.
+
+use std::borrow::Cow;
+
+pub const CHAT: &str = "/api/v1/chat";
+pub const COMPLETIONS: &str = "/api/v1/chat/completions";
+pub const MODELS: &str = "/api/v1/models";
+pub const HEALTH: &str = "/health";
+pub const READY: &str = "/health/ready";
+pub const METRICS: &str = "/metrics";
+
+/// Every route a client calls.
+pub const ALL: [&str; 6] = [CHAT, COMPLETIONS, MODELS, HEALTH, READY, METRICS];
+
+/// The `route` label (and log field) of requests that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The `route` label of a request whose matched template is `matched`:
+/// static for our routes (no allocation per request), owned only for the
+/// `extra` routes an embedder adds.
+pub fn label(matched: Option<&str>) -> Cow<'static, str> {
+    match matched {
+        None => Cow::Borrowed(UNMATCHED_ROUTE),
+        Some(path) => match ALL.iter().find(|known| **known == path) {
+            Some(known) => Cow::Borrowed(known),
+            None => Cow::Owned(path.to_owned()),
+        },
+    }
+}
