@@ -139,6 +139,10 @@ fn failed(model: &Model, failed: Failed) -> Refusal {
             None => "the provider rejected the request as invalid".to_owned(),
         }),
         Failure::Timeout => ApiError::Timeout,
+        Failure::Unsupported(feature) => ApiError::UnsupportedFeature {
+            feature: feature.as_str(),
+            param: feature.param(),
+        },
         Failure::Unusable => ApiError::UpstreamError,
         Failure::Unavailable => ApiError::UpstreamUnavailable,
     };
@@ -292,6 +296,8 @@ fn observe(
                         j.keep(&mut text, &mut chars, delta);
                     }
                 }
+                // Tool calls reach the OpenAI route only; the interaction log keeps text.
+                Ok(StreamEvent::ToolCall { .. }) => {}
                 Ok(StreamEvent::Finished { usage, .. }) => {
                     if let (Some(provider), Some(model)) =
                         (&served.provider, &served.provider_model)

@@ -26,7 +26,8 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
     let api = Router::new()
         .route("/chat", post(chat::chat))
         .route("/chat/completions", post(openai::completions))
-        .route("/models", get(openai::models));
+        .route("/models", get(openai::models))
+        .route("/models/{*id}", get(openai::model));
     let api = middleware::api_guards(api, &state);
     let app = Router::new()
         .nest("/api/v1", api)
