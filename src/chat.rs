@@ -217,7 +217,9 @@ impl WireMessage {
             _ => {
                 return Err(ApiError::invalid_param(
                     at("tool_calls"),
-                    format!("messages[{index}].tool_calls must be a list, on assistant messages only"),
+                    format!(
+                        "messages[{index}].tool_calls must be a list, on assistant messages only"
+                    ),
                 ));
             }
         };
@@ -229,7 +231,9 @@ impl WireMessage {
             _ => {
                 return Err(ApiError::invalid_param(
                     at("content"),
-                    format!("messages[{index}].content must be a string or a list of content parts"),
+                    format!(
+                        "messages[{index}].content must be a string or a list of content parts"
+                    ),
                 ));
             }
         };
@@ -290,7 +294,10 @@ fn content_parts(index: usize, parts: Vec<Value>) -> Result<Vec<Block>, ApiError
                     }
                 };
                 let source = image_source(url).map_err(|why| {
-                    ApiError::invalid_param(format!("{at}.image_url.url"), format!("{at}.image_url.url {why}"))
+                    ApiError::invalid_param(
+                        format!("{at}.image_url.url"),
+                        format!("{at}.image_url.url {why}"),
+                    )
                 })?;
                 out.push(Block::Image { source, detail });
             }
@@ -350,14 +357,20 @@ fn tool_calls(index: usize, calls: Vec<Value>) -> Result<Vec<Block>, ApiError> {
             let at = format!("messages[{index}].tool_calls[{j}]");
             let text = |v: Option<&Value>, field: &str| -> Result<String, ApiError> {
                 v.and_then(Value::as_str).map(str::to_owned).ok_or_else(|| {
-                    ApiError::invalid_param(format!("{at}.{field}"), format!("{at}.{field} must be a string"))
+                    ApiError::invalid_param(
+                        format!("{at}.{field}"),
+                        format!("{at}.{field} must be a string"),
+                    )
                 })
             };
             let function = call.get("function");
             Ok(Block::ToolCall {
                 id: text(call.get("id"), "id")?,
                 name: text(function.and_then(|f| f.get("name")), "function.name")?,
-                arguments: text(function.and_then(|f| f.get("arguments")), "function.arguments")?,
+                arguments: text(
+                    function.and_then(|f| f.get("arguments")),
+                    "function.arguments",
+                )?,
             })
         })
         .collect()
@@ -668,7 +681,9 @@ mod tests {
     #[test]
     fn unknown_role_is_an_invalid_request() {
         let err = wire("wizard", Value::from("hi")).into_message(0, Dialect::Native);
-        assert!(matches!(err, Err(ApiError::InvalidRequest { message, .. }) if message.contains("unknown role")));
+        assert!(
+            matches!(err, Err(ApiError::InvalidRequest { message, .. }) if message.contains("unknown role"))
+        );
     }
 
     #[test]

@@ -318,21 +318,39 @@ mod tests {
     #[test]
     fn error_types_use_openais_words_and_param_names_the_field() {
         let cases = [
-            (ApiError::invalid_param("temperature", "x"), "invalid_request_error", Some("temperature")),
+            (
+                ApiError::invalid_param("temperature", "x"),
+                "invalid_request_error",
+                Some("temperature"),
+            ),
             (ApiError::Unauthorized, "authentication_error", None),
-            (ApiError::NotFound { hint: None }, "invalid_request_error", None),
+            (
+                ApiError::NotFound { hint: None },
+                "invalid_request_error",
+                None,
+            ),
             (ApiError::PayloadTooLarge, "invalid_request_error", None),
-            (ApiError::UnsupportedMediaType, "invalid_request_error", None),
+            (
+                ApiError::UnsupportedMediaType,
+                "invalid_request_error",
+                None,
+            ),
             (ApiError::MethodNotAllowed, "invalid_request_error", None),
             (
-                ApiError::RateLimited { retry_after: Duration::from_secs(1), scope: None },
+                ApiError::RateLimited {
+                    retry_after: Duration::from_secs(1),
+                    scope: None,
+                },
                 "rate_limit_error",
                 None,
             ),
             (ApiError::UpstreamUnavailable, "api_error", None),
             (ApiError::Timeout, "api_error", None),
             (
-                ApiError::UnsupportedFeature { feature: "tools", param: "tools" },
+                ApiError::UnsupportedFeature {
+                    feature: "tools",
+                    param: "tools",
+                },
                 "invalid_request_error",
                 Some("tools"),
             ),

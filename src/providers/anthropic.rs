@@ -13,8 +13,8 @@ use super::http::{Endpoint, json_body, json_error};
 use super::sse::{Translate, events};
 use super::{EventStream, Feature, Provider, ProviderError, ProviderRequest};
 use crate::chat::{
-    AnswerExtra, Block, Completion, FinishReason, ImageSource, Message, Params, Role,
-    StreamEvent, ToolChoice, ToolOutput, Usage,
+    AnswerExtra, Block, Completion, FinishReason, ImageSource, Message, Params, Role, StreamEvent,
+    ToolChoice, ToolOutput, Usage,
 };
 use crate::config::HttpApi;
 
@@ -124,7 +124,10 @@ fn dropped(p: &Params) -> Vec<&str> {
         ("presence_penalty", p.presence_penalty.is_some()),
         ("logit_bias", p.logit_bias.is_some()),
         ("metadata", p.metadata.is_some()),
-        ("parallel_tool_calls", p.parallel_tool_calls.is_some() && p.tools.is_empty()),
+        (
+            "parallel_tool_calls",
+            p.parallel_tool_calls.is_some() && p.tools.is_empty(),
+        ),
     ]
     .into_iter()
     .filter_map(|(name, set)| set.then_some(name))
@@ -412,8 +415,7 @@ impl Translate for EventReader {
                     .filter(|t| !t.is_empty())
                 {
                     let block_index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-                    let Some((_, index)) = self.open_tool.filter(|(b, _)| *b == block_index)
-                    else {
+                    let Some((_, index)) = self.open_tool.filter(|(b, _)| *b == block_index) else {
                         return Err(ProviderError::Decode(
                             "input_json_delta outside a tool_use block".into(),
                         ));

@@ -378,7 +378,12 @@ struct FunctionOut<'a> {
 
 const NULL: Value = Value::Null;
 
-fn completion<'a>(id: &'a str, created: u64, model: &'a str, c: &'a Completion) -> ChatCompletion<'a> {
+fn completion<'a>(
+    id: &'a str,
+    created: u64,
+    model: &'a str,
+    c: &'a Completion,
+) -> ChatCompletion<'a> {
     let tool_calls: Vec<CallOut<'a>> = c
         .blocks
         .iter()
