@@ -48,8 +48,6 @@ pub enum Reply {
     SlowStream(Vec<String>, Duration),
     /// The inner reply, after a pause (a slow upstream).
     Delayed(Duration, Box<Reply>),
-    /// 200 with this JSON body, verbatim (answers with extra fields).
-    Json(Value),
     /// 200 SSE stream of these frames, verbatim (`data: …\n\n` or
     /// `event: …\ndata: …\n\n`): tool-call pieces, interleavings.
     Frames(Vec<String>),
@@ -274,7 +272,6 @@ async fn handle(
         Reply::Stream(words) => sse(stream_events(a, &model, &words, true), None, None),
         Reply::BrokenStream(words) => sse(stream_events(a, &model, &words, false), None, Some(())),
         Reply::Delayed(..) => unreachable!("unwrapped above"),
-        Reply::Json(v) => axum::Json(v).into_response(),
         Reply::Frames(frames) => sse(frames, None, None),
         Reply::ToolCalls(calls) => tool_answer(a, &model, &calls),
         Reply::SlowStream(words, pause) => sse(
