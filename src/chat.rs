@@ -3,7 +3,7 @@
 //! shared by the native and the OpenAI-compatible routes and by every provider.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::config::ChatConfig;
 use crate::error::{ApiError, truncate};
@@ -42,6 +42,8 @@ pub enum Block {
     Text(String),
     Image {
         source: ImageSource,
+        /// OpenAI's `detail` (`low`, `high`, `auto`), passed to OpenAI-kind targets.
+        detail: Option<String>,
     },
     /// A call the model asked for (assistant messages and answers).
     ToolCall {
@@ -152,10 +154,17 @@ pub struct WireMessage {
     pub role: Value,
     #[serde(default)]
     pub content: Value,
+    /// OpenAI: an assistant turn's calls.
+    #[serde(default)]
+    pub tool_calls: Value,
+    /// OpenAI: which call a `tool` message answers.
+    #[serde(default)]
+    pub tool_call_id: Value,
 }
 
 /// How lenient the message conversion is: the OpenAI route accepts the
-/// `developer` role and arrays of text parts, as OpenAI's own API does.
+/// `developer` and `tool` roles, content parts (text and images) and tool
+/// calls, as OpenAI's own API does; the native route stays text-only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     Native,
@@ -164,53 +173,205 @@ pub enum Dialect {
 
 impl WireMessage {
     pub fn into_message(self, index: usize, dialect: Dialect) -> Result<Message, ApiError> {
+        let at = |field: &str| format!("messages[{index}].{field}");
         let role = match (self.role.as_str(), dialect) {
             (Some("system"), _) => Role::System,
             (Some("user"), _) => Role::User,
             (Some("assistant"), _) => Role::Assistant,
             (Some("developer"), Dialect::OpenAi) => Role::System,
+            (Some("tool"), Dialect::OpenAi) => Role::Tool,
             (Some(other), _) => {
-                return Err(ApiError::invalid(format!(
-                    "messages[{index}].role: unknown role `{}` (expected system, user or assistant)",
-                    truncate(other, 32)
-                )));
+                let expected = match dialect {
+                    Dialect::Native => "system, user or assistant",
+                    Dialect::OpenAi => "system, developer, user, assistant or tool",
+                };
+                return Err(ApiError::invalid_param(
+                    at("role"),
+                    format!(
+                        "messages[{index}].role: unknown role `{}` (expected {expected})",
+                        truncate(other, 32)
+                    ),
+                ));
             }
             (None, _) => {
-                return Err(ApiError::invalid(format!(
-                    "messages[{index}].role must be a string"
-                )));
+                return Err(ApiError::invalid_param(
+                    at("role"),
+                    format!("messages[{index}].role must be a string"),
+                ));
             }
         };
-        let (blocks, form) = match (self.content, dialect) {
-            (Value::String(s), _) => (vec![Block::Text(s)], Form::String),
-            (Value::Array(parts), Dialect::OpenAi) => (text_parts(index, parts)?, Form::Parts),
+        if dialect == Dialect::Native {
+            return match self.content {
+                Value::String(s) => Ok(Message::new_text(role, s)),
+                _ => Err(ApiError::invalid_param(
+                    at("content"),
+                    format!("messages[{index}].content must be a string"),
+                )),
+            };
+        }
+        let calls = match (role, self.tool_calls) {
+            (_, Value::Null) => Vec::new(),
+            (Role::Assistant, Value::Array(calls)) => tool_calls(index, calls)?,
             _ => {
-                return Err(ApiError::invalid(format!(
-                    "messages[{index}].content must be a string"
-                )));
+                return Err(ApiError::invalid_param(
+                    at("tool_calls"),
+                    format!(
+                        "messages[{index}].tool_calls must be a list, on assistant messages only"
+                    ),
+                ));
             }
         };
+        let (mut blocks, form) = match self.content {
+            Value::String(s) => (vec![Block::Text(s)], Form::String),
+            Value::Array(parts) => (content_parts(index, parts)?, Form::Parts),
+            // An assistant turn of tool calls alone has `content: null`.
+            Value::Null if !calls.is_empty() => (Vec::new(), Form::Parts),
+            _ => {
+                return Err(ApiError::invalid_param(
+                    at("content"),
+                    format!(
+                        "messages[{index}].content must be a string or a list of content parts"
+                    ),
+                ));
+            }
+        };
+        if role == Role::Tool {
+            let Value::String(call_id) = self.tool_call_id else {
+                return Err(ApiError::invalid_param(
+                    at("tool_call_id"),
+                    format!("messages[{index}].tool_call_id must be a string on tool messages"),
+                ));
+            };
+            let content = match (form, blocks.as_slice()) {
+                (Form::String, [Block::Text(text)]) => ToolOutput::Text(text.clone()),
+                _ => ToolOutput::Blocks(blocks),
+            };
+            blocks = vec![Block::ToolResult { call_id, content }];
+        }
+        blocks.extend(calls);
         Ok(Message { role, blocks, form })
     }
 }
 
-/// OpenAI content parts of type `text`, one block each; other part types are not supported.
-fn text_parts(index: usize, parts: Vec<Value>) -> Result<Vec<Block>, ApiError> {
+/// OpenAI content parts: `text` and `image_url`, one block each.
+fn content_parts(index: usize, parts: Vec<Value>) -> Result<Vec<Block>, ApiError> {
     let mut out = Vec::with_capacity(parts.len());
-    for part in parts {
-        match (
-            part.get("type").and_then(Value::as_str),
-            part.get("text").and_then(Value::as_str),
-        ) {
-            (Some("text"), Some(text)) => out.push(Block::Text(text.to_owned())),
+    for (j, part) in parts.into_iter().enumerate() {
+        let at = format!("messages[{index}].content[{j}]");
+        match part.get("type").and_then(Value::as_str) {
+            Some("text") => match part.get("text").and_then(Value::as_str) {
+                Some(text) => out.push(Block::Text(text.to_owned())),
+                None => {
+                    return Err(ApiError::invalid_param(
+                        format!("{at}.text"),
+                        format!("{at}.text must be a string"),
+                    ));
+                }
+            },
+            Some("image_url") => {
+                let image = part.get("image_url");
+                // OpenAI accepts `image_url` as an object with `url`, or the URL itself.
+                let url = image
+                    .and_then(|i| i.get("url"))
+                    .or(image)
+                    .and_then(Value::as_str);
+                let Some(url) = url else {
+                    return Err(ApiError::invalid_param(
+                        format!("{at}.image_url.url"),
+                        format!("{at}.image_url.url must be a string"),
+                    ));
+                };
+                let detail = match image.and_then(|i| i.get("detail")) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(d)) => Some(d.clone()),
+                    Some(_) => {
+                        return Err(ApiError::invalid_param(
+                            format!("{at}.image_url.detail"),
+                            format!("{at}.image_url.detail must be a string"),
+                        ));
+                    }
+                };
+                let source = image_source(url).map_err(|why| {
+                    ApiError::invalid_param(
+                        format!("{at}.image_url.url"),
+                        format!("{at}.image_url.url {why}"),
+                    )
+                })?;
+                out.push(Block::Image { source, detail });
+            }
             _ => {
-                return Err(ApiError::invalid(format!(
-                    "messages[{index}].content: only text parts are supported"
-                )));
+                return Err(ApiError::invalid_param(
+                    format!("{at}.type"),
+                    format!("{at}.type must be `text` or `image_url`"),
+                ));
             }
         }
     }
     Ok(out)
+}
+
+/// The media types every provider kind accepts inline.
+const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+/// An `https://` (or `http://`) URL, or a `data:image/…;base64,…` URL checked
+/// for its media type and base64 shape (Anthropic wants both exact).
+fn image_source(url: &str) -> Result<ImageSource, &'static str> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        let (head, data) = rest.split_once(',').ok_or("is a data URL without data")?;
+        let media_type = head
+            .strip_suffix(";base64")
+            .ok_or("must be a base64 data URL (data:image/…;base64,…)")?;
+        if !IMAGE_TYPES.contains(&media_type) {
+            return Err("must be an image/png, image/jpeg, image/gif or image/webp data URL");
+        }
+        let base64 = !data.is_empty()
+            && data.len() % 4 == 0
+            && data
+                .trim_end_matches('=')
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+            && data.len() - data.trim_end_matches('=').len() <= 2;
+        if !base64 {
+            return Err("is not valid base64");
+        }
+        return Ok(ImageSource::Base64 {
+            media_type: media_type.to_owned(),
+            data: data.to_owned(),
+        });
+    }
+    if url.starts_with("https://") || url.starts_with("http://") {
+        Ok(ImageSource::Url(url.to_owned()))
+    } else {
+        Err("must be an https:// URL or a data:image/…;base64,… URL")
+    }
+}
+
+/// An assistant message's `tool_calls`: `{id, type: "function", function: {name, arguments}}`.
+fn tool_calls(index: usize, calls: Vec<Value>) -> Result<Vec<Block>, ApiError> {
+    calls
+        .into_iter()
+        .enumerate()
+        .map(|(j, call)| {
+            let at = format!("messages[{index}].tool_calls[{j}]");
+            let text = |v: Option<&Value>, field: &str| -> Result<String, ApiError> {
+                v.and_then(Value::as_str).map(str::to_owned).ok_or_else(|| {
+                    ApiError::invalid_param(
+                        format!("{at}.{field}"),
+                        format!("{at}.{field} must be a string"),
+                    )
+                })
+            };
+            let function = call.get("function");
+            Ok(Block::ToolCall {
+                id: text(call.get("id"), "id")?,
+                name: text(function.and_then(|f| f.get("name")), "function.name")?,
+                arguments: text(
+                    function.and_then(|f| f.get("arguments")),
+                    "function.arguments",
+                )?,
+            })
+        })
+        .collect()
 }
 
 /// A chat request that passed validation, in the gateway's own terms.
@@ -224,40 +385,164 @@ pub struct ChatRequest {
     pub stop: Vec<String>,
     pub user: Option<String>,
     pub stream: bool,
+    /// Everything else of an OpenAI-route request (defaults on the native route).
+    pub params: Params,
+}
+
+/// Which name the client gave the token limit; OpenAI-kind targets get the same
+/// name back (reasoning models accept only `max_completion_tokens`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MaxTokensField {
+    #[default]
+    MaxTokens,
+    MaxCompletionTokens,
+}
+
+/// An OpenAI request's parameters beyond the basic ones: typed where a
+/// provider must read or translate them, and every field chatgate does not
+/// know, kept unchanged for OpenAI-kind targets.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Params {
+    pub seed: Option<i64>,
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub logit_bias: Option<Map<String, Value>>,
+    /// An object with a string `type` (`text`, `json_object`, `json_schema`).
+    pub response_format: Option<Value>,
+    pub n: Option<u32>,
+    pub logprobs: Option<bool>,
+    pub top_logprobs: Option<u32>,
+    pub metadata: Option<Map<String, Value>>,
+    pub parallel_tool_calls: Option<bool>,
+    pub tool_choice: Option<ToolChoice>,
+    pub tools: Vec<Tool>,
+    pub max_tokens_field: MaxTokensField,
+    /// The client's `stream_options` other than `include_usage` (which chatgate owns upstream).
+    pub stream_options: Map<String, Value>,
+    /// Every other field of the client's body, unchanged.
+    pub extra: Map<String, Value>,
+}
+
+impl Params {
+    /// Whether the request asks for JSON output (a `response_format` other than `text`).
+    pub fn wants_format(&self) -> bool {
+        self.response_format
+            .as_ref()
+            .and_then(|f| f.get("type"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "text")
+    }
+
+    /// Whether the request asks for log probabilities.
+    pub fn wants_logprobs(&self) -> bool {
+        self.logprobs == Some(true) || self.top_logprobs.is_some_and(|n| n > 0)
+    }
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub description: Option<String>,
+    /// The JSON Schema of the arguments.
+    pub parameters: Option<Value>,
+    /// The client's own tool object, which OpenAI-kind targets get unchanged.
+    pub raw: Value,
+}
+
+/// OpenAI's `tool_choice`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolChoice {
+    None,
+    Auto,
+    Required,
+    /// One named function.
+    Function(String),
+    /// A form this gateway does not translate (e.g. `allowed_tools`): OpenAI
+    /// targets get it unchanged, Anthropic targets `auto`.
+    Other(Value),
 }
 
 impl ChatRequest {
     /// Checks the contract's limits. Message text is never echoed back.
     pub fn validate(&self, limits: &ChatConfig) -> Result<(), ApiError> {
         if self.messages.is_empty() {
-            return Err(ApiError::invalid("messages must be a non-empty list"));
+            return Err(ApiError::invalid_param(
+                "messages",
+                "messages must be a non-empty list",
+            ));
         }
         if self.messages.len() > limits.max_messages {
-            return Err(ApiError::invalid(format!(
-                "too many messages (at most {})",
-                limits.max_messages
-            )));
+            return Err(ApiError::invalid_param(
+                "messages",
+                format!("too many messages (at most {})", limits.max_messages),
+            ));
         }
         for (i, m) in self.messages.iter().enumerate() {
             if m.text_chars() > limits.max_message_chars {
-                return Err(ApiError::invalid(format!(
-                    "messages[{i}].content is too long (at most {} characters)",
-                    limits.max_message_chars
-                )));
+                return Err(ApiError::invalid_param(
+                    format!("messages[{i}].content"),
+                    format!(
+                        "messages[{i}].content is too long (at most {} characters)",
+                        limits.max_message_chars
+                    ),
+                ));
             }
         }
         if self.max_tokens == Some(0) {
-            return Err(ApiError::invalid("max_tokens must be at least 1"));
+            let field = match self.params.max_tokens_field {
+                MaxTokensField::MaxTokens => "max_tokens",
+                MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+            };
+            return Err(ApiError::invalid_param(
+                field,
+                format!("{field} must be at least 1"),
+            ));
         }
         if let Some(t) = self.temperature
             && !(0.0..=2.0).contains(&t)
         {
-            return Err(ApiError::invalid("temperature must be between 0 and 2"));
+            return Err(ApiError::invalid_param(
+                "temperature",
+                "temperature must be between 0 and 2",
+            ));
         }
         if let Some(p) = self.top_p
             && !(0.0..=1.0).contains(&p)
         {
-            return Err(ApiError::invalid("top_p must be between 0 and 1"));
+            return Err(ApiError::invalid_param(
+                "top_p",
+                "top_p must be between 0 and 1",
+            ));
+        }
+        let p = &self.params;
+        for (field, value) in [
+            ("frequency_penalty", p.frequency_penalty),
+            ("presence_penalty", p.presence_penalty),
+        ] {
+            if value.is_some_and(|v| !(-2.0..=2.0).contains(&v)) {
+                return Err(ApiError::invalid_param(
+                    field,
+                    format!("{field} must be between -2 and 2"),
+                ));
+            }
+        }
+        if p.n == Some(0) {
+            return Err(ApiError::invalid_param("n", "n must be at least 1"));
+        }
+        if p.top_logprobs.is_some_and(|n| n > 20) {
+            return Err(ApiError::invalid_param(
+                "top_logprobs",
+                "top_logprobs must be between 0 and 20",
+            ));
+        }
+        if let Some(ToolChoice::Function(name)) = &p.tool_choice
+            && !p.tools.iter().any(|t| &t.name == name)
+        {
+            return Err(ApiError::invalid_param(
+                "tool_choice",
+                "tool_choice names a function that is not in tools",
+            ));
         }
         Ok(())
     }
@@ -277,6 +562,22 @@ pub struct Completion {
     pub blocks: Vec<Block>,
     pub finish_reason: FinishReason,
     pub usage: Usage,
+    /// The upstream's answer fields this gateway does not read (OpenAI-kind
+    /// upstreams), passed through to the OpenAI route only.
+    pub extra: AnswerExtra,
+}
+
+/// Answer fields kept as the upstream sent them, by where they were.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnswerExtra {
+    /// Top level: `system_fingerprint`, `service_tier`, …
+    pub top: Map<String, Value>,
+    /// The choice: `logprobs`, …
+    pub choice: Map<String, Value>,
+    /// The message: `refusal`, `annotations`, `audio`, …
+    pub message: Map<String, Value>,
+    /// Usage: `prompt_tokens_details`, `completion_tokens_details`, …
+    pub usage: Map<String, Value>,
 }
 
 impl Completion {
@@ -286,6 +587,7 @@ impl Completion {
             blocks: vec![Block::Text(text.into())],
             finish_reason,
             usage,
+            extra: AnswerExtra::default(),
         }
     }
 
@@ -300,8 +602,15 @@ impl Completion {
 pub enum StreamEvent {
     /// A piece of the answer's text.
     Delta(String),
-    // Tool-call pieces (index, id and name first, then argument text) go here
-    // as their own variant, next to `Delta`.
+    /// A piece of a tool call: the first piece of each call carries its `id`
+    /// and `name`, later ones only argument text. `index` counts the answer's
+    /// tool calls from 0 (as OpenAI's `delta.tool_calls[].index` does).
+    ToolCall {
+        index: u32,
+        id: Option<String>,
+        name: Option<String>,
+        arguments: String,
+    },
     /// The last event of a stream that ended well.
     Finished {
         finish_reason: FinishReason,
@@ -354,13 +663,17 @@ mod tests {
         WireMessage {
             role: Value::from(role),
             content,
+            tool_calls: Value::Null,
+            tool_call_id: Value::Null,
         }
     }
 
     #[test]
     fn unknown_role_is_an_invalid_request() {
         let err = wire("wizard", Value::from("hi")).into_message(0, Dialect::Native);
-        assert!(matches!(err, Err(ApiError::InvalidRequest(m)) if m.contains("unknown role")));
+        assert!(
+            matches!(err, Err(ApiError::InvalidRequest { message, .. }) if message.contains("unknown role"))
+        );
     }
 
     #[test]

@@ -77,6 +77,10 @@ fn failed(model: &Model, failed: Failed, journal: Option<Journal>) -> Refusal {
             None => "the provider rejected the request as invalid".to_owned(),
         }),
         Failure::Timeout => ApiError::Timeout,
+        Failure::Unsupported(feature) => ApiError::UnsupportedFeature {
+            feature: feature.as_str(),
+            param: feature.param(),
+        },
         Failure::Unusable => ApiError::UpstreamError,
         Failure::Unavailable => ApiError::UpstreamUnavailable,
     };
@@ -240,6 +244,8 @@ fn observe(
         .map(move |event| {
             match &event {
                 Ok(StreamEvent::Delta(delta)) => watch.delta(delta),
+                // Tool calls reach the OpenAI route only; the interaction log keeps text.
+                Ok(StreamEvent::ToolCall { .. }) => {}
                 Ok(StreamEvent::Finished { usage, .. }) => {
                     count_tokens(&watch.state, &watch.served, *usage);
                     watch.end(watch.served.outcome(), Some(*usage));

@@ -25,8 +25,19 @@ pub(crate) fn truncate(s: &str, max: usize) -> Cow<'_, str> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
-    /// Client's request is wrong; the message says how (it never quotes upstream bodies).
-    InvalidRequest(Cow<'static, str>),
+    /// Client's request is wrong; the message says how (it never quotes
+    /// upstream bodies), `param` names the offending field when one is to blame.
+    InvalidRequest {
+        message: Cow<'static, str>,
+        param: Option<Cow<'static, str>>,
+    },
+    /// No target of the model can serve a feature the request uses.
+    UnsupportedFeature {
+        /// For humans: `tools`, `images`, `n > 1`, `response_format`, `logprobs`.
+        feature: &'static str,
+        /// The request field that asks for it.
+        param: &'static str,
+    },
     Unauthorized,
     /// No such route; `hint` is a known route the path nearly matched.
     NotFound {
@@ -66,11 +77,29 @@ pub enum RateLimitScope {
 pub struct ErrorInfo {
     pub code: &'static str,
     pub message: Cow<'static, str>,
+    /// OpenAI's word for the kind of error, so its SDKs classify it (`error.type`).
+    pub kind: &'static str,
+    /// The offending request field, or `None` (`null`).
+    pub param: Option<Cow<'static, str>>,
 }
 
 impl ApiError {
     pub fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::InvalidRequest(message.into())
+        Self::InvalidRequest {
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    /// A 400 blaming one request field (`"temperature"`, `"messages[2].role"`).
+    pub fn invalid_param(
+        param: impl Into<Cow<'static, str>>,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self::InvalidRequest {
+            message: message.into(),
+            param: Some(param.into()),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -78,14 +107,31 @@ impl ApiError {
     }
 
     pub fn info(&self) -> ErrorInfo {
-        let (_, code, message) = self.parts();
-        ErrorInfo { code, message }
+        let (status, code, message) = self.parts();
+        let param = match self {
+            ApiError::InvalidRequest { param, .. } => param.clone(),
+            ApiError::UnsupportedFeature { param, .. } => Some(Cow::Borrowed(*param)),
+            _ => None,
+        };
+        ErrorInfo {
+            code,
+            message,
+            kind: kind(status),
+            param,
+        }
     }
 
     fn parts(&self) -> (StatusCode, &'static str, Cow<'static, str>) {
         use ApiError::*;
         match self {
-            InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", m.clone()),
+            InvalidRequest { message, .. } => {
+                (StatusCode::BAD_REQUEST, "invalid_request", message.clone())
+            }
+            UnsupportedFeature { feature, .. } => (
+                StatusCode::BAD_REQUEST,
+                "unsupported_feature",
+                format!("no target of this model supports {feature}").into(),
+            ),
             Unauthorized => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -100,7 +146,11 @@ impl ApiError {
             ModelNotFound(name) => (
                 StatusCode::NOT_FOUND,
                 "model_not_found",
-                format!("unknown model `{}`", truncate(name, ECHO_MAX_CHARS)).into(),
+                format!(
+                    "unknown model `{}`; GET /api/v1/models lists the available ones",
+                    truncate(name, ECHO_MAX_CHARS)
+                )
+                .into(),
             ),
             MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -183,6 +233,16 @@ impl ApiError {
     }
 }
 
+/// OpenAI's error `type` for a status: its SDKs read it as `error.type`.
+fn kind(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 | 403 => "authentication_error",
+        429 => "rate_limit_error",
+        500.. => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
 /// Whole seconds for `Retry-After`, rounded up and at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -223,6 +283,10 @@ struct Body<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    /// Always present, `null` when no field is to blame (as OpenAI's errors).
+    param: Option<&'a str>,
 }
 
 /// The contract's error JSON. `request_id` is left out only in SSE `error` events.
@@ -232,11 +296,13 @@ pub fn error_json(info: &ErrorInfo, request_id: Option<&str>) -> String {
             code: info.code,
             message: &info.message,
             request_id,
+            kind: info.kind,
+            param: info.param.as_deref(),
         },
     };
     // Serializing two strings cannot fail; fall back to a fixed body rather than panic.
     serde_json::to_string(&envelope).unwrap_or_else(|_| {
-        r#"{"error":{"code":"internal_error","message":"internal error"}}"#.into()
+        r#"{"error":{"code":"internal_error","message":"internal error","type":"api_error","param":null}}"#.into()
     })
 }
 
@@ -259,5 +325,54 @@ mod tests {
         assert_eq!(v["error"]["code"], "timeout");
         assert_eq!(v["error"]["request_id"], "abc");
         assert!(v["error"]["message"].is_string());
+        assert_eq!(v["error"]["type"], "api_error");
+        assert_eq!(v["error"]["param"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn error_types_use_openais_words_and_param_names_the_field() {
+        let cases = [
+            (
+                ApiError::invalid_param("temperature", "x"),
+                "invalid_request_error",
+                Some("temperature"),
+            ),
+            (ApiError::Unauthorized, "authentication_error", None),
+            (
+                ApiError::NotFound { hint: None },
+                "invalid_request_error",
+                None,
+            ),
+            (ApiError::PayloadTooLarge, "invalid_request_error", None),
+            (
+                ApiError::UnsupportedMediaType,
+                "invalid_request_error",
+                None,
+            ),
+            (ApiError::MethodNotAllowed, "invalid_request_error", None),
+            (
+                ApiError::RateLimited {
+                    retry_after: Duration::from_secs(1),
+                    scope: None,
+                },
+                "rate_limit_error",
+                None,
+            ),
+            (ApiError::UpstreamUnavailable, "api_error", None),
+            (ApiError::Timeout, "api_error", None),
+            (
+                ApiError::UnsupportedFeature {
+                    feature: "tools",
+                    param: "tools",
+                },
+                "invalid_request_error",
+                Some("tools"),
+            ),
+        ];
+        for (error, kind, param) in cases {
+            let info = error.info();
+            assert_eq!(info.kind, kind, "{error:?}");
+            assert_eq!(info.param.as_deref(), param, "{error:?}");
+        }
     }
 }

@@ -78,6 +78,7 @@ impl Model {
             top_p: req.top_p,
             stop: req.stop.clone().into(),
             user: req.user.clone(),
+            params: Arc::new(req.params.clone()),
             request_id: request_id.to_owned(),
         }
     }

@@ -47,7 +47,7 @@ use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 use tower::{BoxError, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -171,12 +171,9 @@ fn cors(origins: &[Origin]) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
             .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-            .allow_headers([
-                header::AUTHORIZATION,
-                header::CONTENT_TYPE,
-                headers::API_KEY,
-                headers::REQUEST_ID,
-            ])
+            // Whatever the preflight asks for: the official JS SDKs send
+            // `x-stainless-*` headers, and the origin list is what guards us.
+            .allow_headers(AllowHeaders::mirror_request())
             .expose_headers([headers::REQUEST_ID, header::RETRY_AFTER, headers::DEGRADED])
             .max_age(CORS_MAX_AGE),
     )

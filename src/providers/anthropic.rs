@@ -11,9 +11,10 @@ use serde_json::Value;
 
 use super::http::{Endpoint, json_body, json_error};
 use super::sse::{Translate, events};
-use super::{EventStream, Provider, ProviderError, ProviderRequest};
+use super::{EventStream, Feature, Provider, ProviderError, ProviderRequest};
 use crate::chat::{
-    Block, Completion, FinishReason, ImageSource, Message, Role, StreamEvent, ToolOutput, Usage,
+    AnswerExtra, Block, Completion, FinishReason, ImageSource, Message, Params, Role, StreamEvent,
+    ToolChoice, ToolOutput, Usage,
 };
 use crate::config::HttpApi;
 
@@ -56,6 +57,84 @@ struct Body<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<Metadata<'a>>,
     stream: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<WireChoice<'a>>,
+}
+
+/// A function as Anthropic describes it: `input_schema` is OpenAI's `parameters`.
+#[derive(Serialize)]
+struct WireTool<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    input_schema: Value,
+}
+
+#[derive(Serialize)]
+struct WireChoice<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    /// OpenAI's `parallel_tool_calls: false`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    disable_parallel_tool_use: bool,
+}
+
+/// `tools` and `tool_choice` in Anthropic's terms: `required` → `any`, a named
+/// function → `tool`, `none` → no tools at all.
+fn tools(p: &Params) -> (Vec<WireTool<'_>>, Option<WireChoice<'_>>) {
+    if p.tools.is_empty() || p.tool_choice == Some(ToolChoice::None) {
+        return (Vec::new(), None);
+    }
+    let tools = p
+        .tools
+        .iter()
+        .map(|t| WireTool {
+            name: &t.name,
+            description: t.description.as_deref(),
+            input_schema: t
+                .parameters
+                .clone()
+                .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+        })
+        .collect();
+    let (kind, name) = match &p.tool_choice {
+        Some(ToolChoice::Required) => ("any", None),
+        Some(ToolChoice::Function(name)) => ("tool", Some(name.as_str())),
+        Some(ToolChoice::Auto | ToolChoice::Other(_) | ToolChoice::None) | None => ("auto", None),
+    };
+    let disable_parallel_tool_use = p.parallel_tool_calls == Some(false);
+    let choice = (p.tool_choice.is_some() || disable_parallel_tool_use).then_some(WireChoice {
+        kind,
+        name,
+        disable_parallel_tool_use,
+    });
+    (tools, choice)
+}
+
+/// The request's fields Anthropic has no equivalent for, dropped for this
+/// target (the contract's "translated"): sampling hints and unknown fields.
+fn dropped(p: &Params) -> Vec<&str> {
+    let mut out: Vec<&str> = [
+        ("seed", p.seed.is_some()),
+        ("frequency_penalty", p.frequency_penalty.is_some()),
+        ("presence_penalty", p.presence_penalty.is_some()),
+        ("logit_bias", p.logit_bias.is_some()),
+        ("metadata", p.metadata.is_some()),
+        (
+            "parallel_tool_calls",
+            p.parallel_tool_calls.is_some() && p.tools.is_empty(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    out.extend(p.extra.keys().map(String::as_str));
+    out.extend(p.stream_options.keys().map(String::as_str));
+    out
 }
 
 #[derive(Serialize)]
@@ -104,7 +183,7 @@ fn blocks(blocks: &[Block]) -> Vec<WireBlock<'_>> {
         .iter()
         .map(|b| match b {
             Block::Text(text) => WireBlock::Text { text },
-            Block::Image { source } => WireBlock::Image {
+            Block::Image { source, .. } => WireBlock::Image {
                 source: match source {
                     ImageSource::Url(url) => Source::Url { url },
                     ImageSource::Base64 { media_type, data } => Source::Base64 { media_type, data },
@@ -181,6 +260,11 @@ impl<'a> Body<'a> {
             .filter(|m| m.role != Role::System)
             .map(WireMessage::new)
             .collect();
+        let dropped = dropped(&req.params);
+        if !dropped.is_empty() {
+            tracing::debug!(fields = ?dropped, "fields without an Anthropic equivalent were not sent");
+        }
+        let (tools, tool_choice) = tools(&req.params);
         Self {
             model: &req.model,
             max_tokens: req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
@@ -191,6 +275,8 @@ impl<'a> Body<'a> {
             stop_sequences: &req.stop,
             metadata: req.user.as_deref().map(|user_id| Metadata { user_id }),
             stream,
+            tools,
+            tool_choice,
         }
     }
 }
@@ -253,6 +339,7 @@ impl Response {
                 input_tokens: usage.input_tokens,
                 output_tokens: usage.output_tokens,
             },
+            extra: AnswerExtra::default(),
         }
     }
 }
@@ -262,6 +349,11 @@ impl Response {
 struct EventReader {
     stop_reason: Option<FinishReason>,
     usage: Usage,
+    /// Tool-use blocks seen so far: the next one's OpenAI index.
+    tools: u32,
+    /// The open tool-use block: its Anthropic block index and its tool index
+    /// (Anthropic streams one block at a time).
+    open_tool: Option<(u64, u32)>,
 }
 
 fn field<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
@@ -290,6 +382,27 @@ impl Translate for EventReader {
                     self.usage.input_tokens = n;
                 }
             }
+            "content_block_start" => {
+                let block = field(&v, &["content_block"]);
+                if block.and_then(|b| b.get("type")).and_then(Value::as_str) == Some("tool_use") {
+                    let text = |key: &str| {
+                        block
+                            .and_then(|b| b.get(key))
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    };
+                    let index = self.tools;
+                    self.tools += 1;
+                    let block_index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    self.open_tool = Some((block_index, index));
+                    out.push_back(StreamEvent::ToolCall {
+                        index,
+                        id: text("id"),
+                        name: text("name"),
+                        arguments: String::new(),
+                    });
+                }
+            }
             "content_block_delta" => {
                 if let Some(text) = field(&v, &["delta", "text"])
                     .and_then(Value::as_str)
@@ -297,7 +410,25 @@ impl Translate for EventReader {
                 {
                     out.push_back(StreamEvent::Delta(text.to_owned()));
                 }
+                if let Some(json) = field(&v, &["delta", "partial_json"])
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                {
+                    let block_index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    let Some((_, index)) = self.open_tool.filter(|(b, _)| *b == block_index) else {
+                        return Err(ProviderError::Decode(
+                            "input_json_delta outside a tool_use block".into(),
+                        ));
+                    };
+                    out.push_back(StreamEvent::ToolCall {
+                        index,
+                        id: None,
+                        name: None,
+                        arguments: json.to_owned(),
+                    });
+                }
             }
+            "content_block_stop" => self.open_tool = None,
             "message_delta" => {
                 if let Some(reason) = field(&v, &["delta", "stop_reason"]).and_then(Value::as_str) {
                     self.stop_reason = Some(finish_reason(reason));
@@ -322,7 +453,7 @@ impl Translate for EventReader {
                     detail: None,
                 });
             }
-            // ping, content_block_start, content_block_stop, and types added later.
+            // ping, and types added later.
             _ => {}
         }
         Ok(false)
@@ -368,6 +499,11 @@ impl Provider for Anthropic {
         }
         .boxed()
     }
+
+    /// One answer per request, no output-format or log-probability control.
+    fn supports(&self, feature: Feature) -> bool {
+        matches!(feature, Feature::Tools | Feature::Images)
+    }
 }
 
 #[cfg(test)]
@@ -386,6 +522,7 @@ mod tests {
             top_p: None,
             stop: Arc::from(Vec::<String>::new()),
             user: None,
+            params: Arc::default(),
             request_id: "r".into(),
         }
     }
@@ -402,9 +539,11 @@ mod tests {
                             media_type: "image/png".into(),
                             data: "iVBO".into(),
                         },
+                        detail: None,
                     },
                     Block::Image {
                         source: ImageSource::Url("https://example.com/a.png".into()),
+                        detail: Some("high".into()),
                     },
                 ],
                 form: Form::Parts,
@@ -501,6 +640,7 @@ mod tests {
             top_p: None,
             stop: Arc::from(Vec::<String>::new()),
             user: Some("u1".into()),
+            params: Arc::default(),
             request_id: "r".into(),
         };
         let body = serde_json::to_value(Body::new(&req, false)).unwrap_or_default();

@@ -4,7 +4,7 @@
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 
-use super::{EventStream, Provider, ProviderError, ProviderRequest};
+use super::{EventStream, Feature, Provider, ProviderError, ProviderRequest};
 use crate::chat::{Completion, FinishReason, Message, Role, StreamEvent, Usage};
 
 pub struct Mock;
@@ -68,6 +68,11 @@ impl Provider for Mock {
             futures_util::stream::iter(deltas.chain(std::iter::once(last))).boxed();
         futures_util::future::ready(Ok(stream)).boxed()
     }
+
+    /// An echo of text: no tools, images, choices, formats or log probabilities.
+    fn supports(&self, _: Feature) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -88,6 +93,7 @@ mod tests {
             top_p: None,
             stop: Arc::from(Vec::<String>::new()),
             user: None,
+            params: Arc::default(),
             request_id: "r".into(),
         }
     }

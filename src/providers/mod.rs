@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 
-use crate::chat::{Completion, Message, StreamEvent};
+use crate::chat::{Block, Completion, Message, Params, StreamEvent};
 use crate::config::{ProviderConfig, Upstream};
 use crate::context::Outcome;
 
@@ -39,8 +39,66 @@ pub struct ProviderRequest {
     pub top_p: Option<f64>,
     pub stop: Arc<[String]>,
     pub user: Option<String>,
+    /// Tools, sampling hints, output format and every field chatgate does
+    /// not own (OpenAI route); shared by every target.
+    pub params: Arc<Params>,
     /// Forwarded upstream as `x-request-id`.
     pub request_id: String,
+}
+
+/// A feature a request uses that some provider kinds cannot serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Feature {
+    Tools,
+    Images,
+    /// `n` > 1.
+    Choices,
+    ResponseFormat,
+    Logprobs,
+}
+
+impl Feature {
+    /// For humans, in the `unsupported_feature` message and the skip log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feature::Tools => "tools",
+            Feature::Images => "images",
+            Feature::Choices => "n > 1",
+            Feature::ResponseFormat => "response_format",
+            Feature::Logprobs => "logprobs",
+        }
+    }
+
+    /// The request field that asks for it (the error's `param`).
+    pub fn param(self) -> &'static str {
+        match self {
+            Feature::Tools => "tools",
+            Feature::Images => "messages",
+            Feature::Choices => "n",
+            Feature::ResponseFormat => "response_format",
+            Feature::Logprobs => "logprobs",
+        }
+    }
+
+    /// The features `req` uses, in a fixed order.
+    pub fn used_by(req: &ProviderRequest) -> impl Iterator<Item = Feature> + '_ {
+        let p = &req.params;
+        let images = || {
+            req.messages
+                .iter()
+                .flat_map(|m| &m.blocks)
+                .any(|b| matches!(b, Block::Image { .. }))
+        };
+        [
+            (Feature::Tools, !p.tools.is_empty()),
+            (Feature::Images, images()),
+            (Feature::Choices, p.n.is_some_and(|n| n > 1)),
+            (Feature::ResponseFormat, p.wants_format()),
+            (Feature::Logprobs, p.wants_logprobs()),
+        ]
+        .into_iter()
+        .filter_map(|(f, used)| used.then_some(f))
+    }
 }
 
 /// One upstream attempt.
@@ -54,6 +112,14 @@ pub trait Provider: Send + Sync {
         &'a self,
         req: &'a ProviderRequest,
     ) -> BoxFuture<'a, Result<EventStream, ProviderError>>;
+    /// Whether this kind can serve `feature` at all: a target that cannot is
+    /// skipped for the request, without an attempt (see `resilience::call`).
+    fn supports(&self, feature: Feature) -> bool;
+}
+
+/// The first feature of `req` that `provider` cannot serve.
+pub fn unsupported(provider: &dyn Provider, req: &ProviderRequest) -> Option<Feature> {
+    Feature::used_by(req).find(|f| !provider.supports(*f))
 }
 
 /// Why an attempt failed. Messages are ours: never an upstream's raw body.

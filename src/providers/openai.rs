@@ -10,9 +10,12 @@ use serde::{Deserialize, Serialize};
 
 use super::http::{Endpoint, json_body, json_error};
 use super::sse::{Translate, events};
-use super::{EventStream, Provider, ProviderError, ProviderRequest};
+use serde_json::{Map, Value};
+
+use super::{EventStream, Feature, Provider, ProviderError, ProviderRequest};
 use crate::chat::{
-    Block, Completion, FinishReason, ImageSource, Message, StreamEvent, ToolOutput, Usage,
+    AnswerExtra, Block, Completion, FinishReason, ImageSource, MaxTokensField, Message,
+    StreamEvent, ToolChoice, ToolOutput, Usage,
 };
 use crate::config::HttpApi;
 
@@ -29,13 +32,17 @@ impl OpenAi {
     }
 }
 
-/// The upstream request body (public for `benches/hot_path.rs`).
+/// The upstream request body (public for `benches/hot_path.rs`): the fields
+/// chatgate owns, the typed parameters, then every other field the client
+/// sent, unchanged.
 #[derive(Serialize)]
 pub struct Body<'a> {
     model: &'a str,
     messages: Vec<WireMessage<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -46,12 +53,55 @@ pub struct Body<'a> {
     user: Option<&'a str>,
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    stream_options: Option<StreamOptions>,
+    stream_options: Option<StreamOptions<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logit_bias: Option<&'a Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    n: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_logprobs: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<Value>,
+    /// The client's tool objects as it sent them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<&'a Value>,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
 }
 
+/// `include_usage` is forced on (streamed tokens are counted); the client's
+/// other stream options ride along.
 #[derive(Serialize)]
-struct StreamOptions {
+struct StreamOptions<'a> {
     include_usage: bool,
+    #[serde(flatten)]
+    rest: &'a Map<String, Value>,
+}
+
+fn tool_choice(choice: &ToolChoice) -> Value {
+    match choice {
+        ToolChoice::None => Value::from("none"),
+        ToolChoice::Auto => Value::from("auto"),
+        ToolChoice::Required => Value::from("required"),
+        ToolChoice::Function(name) => {
+            serde_json::json!({"type": "function", "function": {"name": name}})
+        }
+        ToolChoice::Other(raw) => raw.clone(),
+    }
 }
 
 /// A message in OpenAI's shape: a string stays a string, parts stay parts.
@@ -77,12 +127,14 @@ enum Content<'a> {
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Part<'a> {
     Text { text: &'a str },
-    ImageUrl { image_url: ImageUrl },
+    ImageUrl { image_url: ImageUrl<'a> },
 }
 
 #[derive(Serialize)]
-struct ImageUrl {
+struct ImageUrl<'a> {
     url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -105,7 +157,7 @@ fn parts(blocks: &[Block]) -> Vec<Part<'_>> {
         .iter()
         .filter_map(|b| match b {
             Block::Text(text) => Some(Part::Text { text }),
-            Block::Image { source } => Some(Part::ImageUrl {
+            Block::Image { source, detail } => Some(Part::ImageUrl {
                 image_url: ImageUrl {
                     url: match source {
                         ImageSource::Url(url) => url.clone(),
@@ -113,6 +165,7 @@ fn parts(blocks: &[Block]) -> Vec<Part<'_>> {
                             format!("data:{media_type};base64,{data}")
                         }
                     },
+                    detail: detail.as_deref(),
                 },
             }),
             Block::ToolCall { .. } | Block::ToolResult { .. } => None,
@@ -175,10 +228,16 @@ fn finish_reason(word: &str) -> FinishReason {
 
 impl<'a> Body<'a> {
     pub fn new(req: &'a ProviderRequest, stream: bool) -> Self {
+        let p = &*req.params;
+        let (max_tokens, max_completion_tokens) = match p.max_tokens_field {
+            MaxTokensField::MaxTokens => (req.max_tokens, None),
+            MaxTokensField::MaxCompletionTokens => (None, req.max_tokens),
+        };
         Self {
             model: &req.model,
             messages: req.messages.iter().map(WireMessage::new).collect(),
-            max_tokens: req.max_tokens,
+            max_tokens,
+            max_completion_tokens,
             temperature: req.temperature,
             top_p: req.top_p,
             stop: &req.stop,
@@ -187,17 +246,43 @@ impl<'a> Body<'a> {
             // Ask for usage in the last chunk, so streamed tokens are counted too.
             stream_options: stream.then_some(StreamOptions {
                 include_usage: true,
+                rest: &p.stream_options,
             }),
+            seed: p.seed,
+            frequency_penalty: p.frequency_penalty,
+            presence_penalty: p.presence_penalty,
+            logit_bias: p.logit_bias.as_ref(),
+            response_format: p.response_format.as_ref(),
+            n: p.n,
+            logprobs: p.logprobs,
+            top_logprobs: p.top_logprobs,
+            metadata: p.metadata.as_ref(),
+            parallel_tool_calls: p.parallel_tool_calls,
+            tool_choice: p.tool_choice.as_ref().map(tool_choice),
+            tools: p.tools.iter().map(|t| &t.raw).collect(),
+            extra: &p.extra,
         }
     }
 }
 
-/// A whole upstream answer (public for `benches/hot_path.rs`).
+/// A whole upstream answer (public for `benches/hot_path.rs`). Fields this
+/// gateway does not read are kept, to be passed through to the OpenAI route.
 #[derive(Deserialize)]
 pub struct Response {
     choices: Vec<Choice>,
     #[serde(default)]
     usage: Option<WireUsage>,
+    /// Ours on the way out (the client sees chatgate's id, model and time).
+    #[serde(default, rename = "id")]
+    _id: serde::de::IgnoredAny,
+    #[serde(default, rename = "object")]
+    _object: serde::de::IgnoredAny,
+    #[serde(default, rename = "created")]
+    _created: serde::de::IgnoredAny,
+    #[serde(default, rename = "model")]
+    _model: serde::de::IgnoredAny,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
 }
 
 #[derive(Deserialize)]
@@ -205,6 +290,10 @@ struct Choice {
     message: ResponseMessage,
     #[serde(default)]
     finish_reason: Option<String>,
+    #[serde(default, rename = "index")]
+    _index: serde::de::IgnoredAny,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
 }
 
 #[derive(Deserialize)]
@@ -213,6 +302,10 @@ struct ResponseMessage {
     content: Option<String>,
     #[serde(default)]
     tool_calls: Option<Vec<ResponseCall>>,
+    #[serde(default, rename = "role")]
+    _role: serde::de::IgnoredAny,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
 }
 
 #[derive(Deserialize)]
@@ -231,16 +324,21 @@ struct ResponseFunction {
     arguments: String,
 }
 
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize)]
 struct WireUsage {
     #[serde(default)]
     prompt_tokens: u32,
     #[serde(default)]
     completion_tokens: u32,
+    #[serde(default, rename = "total_tokens")]
+    _total_tokens: serde::de::IgnoredAny,
+    /// `prompt_tokens_details`, `completion_tokens_details`, …
+    #[serde(flatten)]
+    extra: Map<String, Value>,
 }
 
-impl From<WireUsage> for Usage {
-    fn from(u: WireUsage) -> Self {
+impl From<&WireUsage> for Usage {
+    fn from(u: &WireUsage) -> Self {
         Usage {
             input_tokens: u.prompt_tokens,
             output_tokens: u.completion_tokens,
@@ -265,6 +363,7 @@ impl Response {
                 name: c.function.name,
                 arguments: c.function.arguments,
             });
+        let usage = self.usage.as_ref().map(Usage::from).unwrap_or_default();
         Ok(Completion {
             blocks: message
                 .content
@@ -276,7 +375,13 @@ impl Response {
                 .finish_reason
                 .as_deref()
                 .map_or(FinishReason::Stop, finish_reason),
-            usage: self.usage.map(Usage::from).unwrap_or_default(),
+            usage,
+            extra: AnswerExtra {
+                top: self.extra,
+                choice: choice.extra,
+                message: message.extra,
+                usage: self.usage.map(|u| u.extra).unwrap_or_default(),
+            },
         })
     }
 }
@@ -303,6 +408,27 @@ struct ChunkChoice {
 struct Delta {
     #[serde(default)]
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<DeltaCall>,
+}
+
+/// A piece of a streamed tool call: `id` and `function.name` on its first piece.
+#[derive(Deserialize)]
+struct DeltaCall {
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<DeltaFunction>,
+}
+
+#[derive(Deserialize)]
+struct DeltaFunction {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
 }
 
 /// Reads `data: {chunk}` lines until `data: [DONE]`.
@@ -333,18 +459,27 @@ impl Translate for ChunkReader {
             });
         }
         for choice in chunk.choices {
-            if let Some(text) = choice
-                .delta
-                .and_then(|d| d.content)
-                .filter(|t| !t.is_empty())
-            {
-                out.push_back(StreamEvent::Delta(text));
+            if let Some(delta) = choice.delta {
+                if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                    out.push_back(StreamEvent::Delta(text));
+                }
+                for call in delta.tool_calls {
+                    let (name, arguments) = call
+                        .function
+                        .map_or((None, None), |f| (f.name, f.arguments));
+                    out.push_back(StreamEvent::ToolCall {
+                        index: call.index,
+                        id: call.id,
+                        name,
+                        arguments: arguments.unwrap_or_default(),
+                    });
+                }
             }
             if let Some(word) = choice.finish_reason {
                 self.finish_reason = Some(finish_reason(&word));
             }
         }
-        if let Some(u) = chunk.usage {
+        if let Some(u) = &chunk.usage {
             self.usage = u.into();
         }
         Ok(false)
@@ -390,6 +525,11 @@ impl Provider for OpenAi {
         }
         .boxed()
     }
+
+    fn supports(&self, feature: Feature) -> bool {
+        // Answers hold one choice: `n` > 1 would lose the others.
+        feature != Feature::Choices
+    }
 }
 
 #[cfg(test)]
@@ -408,6 +548,7 @@ mod tests {
             top_p: None,
             stop: Arc::from(Vec::<String>::new()),
             user: None,
+            params: Arc::default(),
             request_id: "r".into(),
         }
     }
@@ -424,6 +565,7 @@ mod tests {
                             media_type: "image/png".into(),
                             data: "iVBO".into(),
                         },
+                        detail: None,
                     },
                 ],
                 form: Form::Parts,
@@ -537,10 +679,10 @@ mod tests {
 
     #[test]
     fn a_response_without_choices_is_unusable() {
-        let r: Response = serde_json::from_str(r#"{"choices":[]}"#).unwrap_or(Response {
-            choices: vec![],
-            usage: None,
-        });
-        assert!(matches!(r.into_completion(), Err(ProviderError::Decode(_))));
+        let r: Option<Response> = serde_json::from_str(r#"{"choices":[]}"#).ok();
+        assert!(matches!(
+            r.map(Response::into_completion),
+            Some(Err(ProviderError::Decode(_)))
+        ));
     }
 }

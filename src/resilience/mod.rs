@@ -28,7 +28,7 @@ use crate::chat::{Completion, Usage};
 use crate::context::Outcome;
 use crate::meters::Metrics;
 use crate::models::{Model, Target};
-use crate::providers::{Class, Provider, ProviderError, ProviderRequest};
+use crate::providers::{self, Class, Feature, Provider, ProviderError, ProviderRequest};
 
 /// One kind of upstream call that the loop below can retry and fail over.
 pub trait Attempt {
@@ -80,6 +80,8 @@ pub enum Failure {
     Unusable,
     /// Every target failed (or was skipped by its circuit).
     Unavailable,
+    /// Every target was skipped: none can serve this feature of the request.
+    Unsupported(Feature),
 }
 
 /// One failed attempt on one target, or the target skipped by its open circuit.
@@ -153,10 +155,19 @@ pub async fn call<A: Attempt>(
     metrics: &Metrics,
 ) -> Result<Answered<A::Output>, Failed> {
     let mut trail = Vec::new();
-    for (index, target) in model.targets.iter().enumerate() {
-        if index > 0 {
+    // Capability skips (see `skip_unable`) are no failure: they neither count
+    // as a fallback nor touch the circuit, and only when every target was
+    // skipped is the answer about the feature.
+    let mut unsupported = None;
+    let mut tried = false;
+    for target in &model.targets {
+        if skip_unable(model, target, template, &mut unsupported) {
+            continue;
+        }
+        if tried {
             metrics.fallback(&model.name);
         }
+        tried = true;
         match try_target(kind, target, template, deadline, metrics, &mut trail).await {
             Ok(value) => {
                 let target = target.clone();
@@ -170,6 +181,12 @@ pub async fn call<A: Attempt>(
         }
     }
     let trail = Trail(trail);
+    if let (false, Some(feature)) = (tried, unsupported) {
+        return Err(Failed {
+            failure: Failure::Unsupported(feature),
+            trail,
+        });
+    }
     if let Some(message) = &model.fallback_message {
         metrics.fallback(&model.name);
         tracing::warn!(model = %model.name, failures = %trail, "every target failed; answering with the fallback message");
@@ -265,6 +282,28 @@ async fn try_target<A: Attempt>(
     }
     permit.failure();
     Err(Miss::Next)
+}
+
+/// Whether `target` cannot serve a feature of `req`: then it gets no attempt,
+/// its circuit is untouched, and the skip is logged at INFO (the feature is
+/// kept in `unsupported` for the answer when every target is skipped).
+fn skip_unable(
+    model: &Model,
+    target: &Target,
+    req: &ProviderRequest,
+    unsupported: &mut Option<Feature>,
+) -> bool {
+    let Some(feature) = providers::unsupported(target.provider.client.as_ref(), req) else {
+        return false;
+    };
+    tracing::info!(
+        model = %model.name,
+        provider = &*target.provider.name,
+        feature = feature.as_str(),
+        "target skipped: it cannot serve a feature of the request"
+    );
+    unsupported.get_or_insert(feature);
+    true
 }
 
 /// The earlier of `now + wait` and `deadline`, without ever computing an

@@ -106,6 +106,9 @@ pub async fn chat(
         let served = streaming.served.clone();
         let events = streaming
             .events
+            // The native route offers no tools, so no target calls one; a
+            // stray call piece has no place in the native format.
+            .filter(|event| std::future::ready(!matches!(event, Ok(StreamEvent::ToolCall { .. }))))
             .map(move |event| -> Result<Event, Infallible> {
                 Ok(match event {
                     Ok(StreamEvent::Delta(text)) => Event::default()
@@ -120,6 +123,7 @@ pub async fn chat(
                         .json_data(reply(&id, &served, None, finish_reason.native(), usage))
                         .unwrap_or_default(),
                     Err(error) => sse_error(&error),
+                    Ok(StreamEvent::ToolCall { .. }) => Event::default().comment("tool call"),
                 })
             });
         let response = Sse::new(events)

@@ -27,7 +27,8 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
     let api = Router::new()
         .route(paths::CHAT, post(chat::chat))
         .route(paths::COMPLETIONS, post(openai::completions))
-        .route(paths::MODELS, get(openai::models));
+        .route(paths::MODELS, get(openai::models))
+        .route(paths::MODEL, get(openai::model));
     let api = middleware::api_guards(api, &state);
     let app = Router::new()
         .merge(api)

@@ -1,94 +1,274 @@
-//! `POST /api/v1/chat/completions`: OpenAI's Chat Completions format, so the
-//! official SDKs work unchanged. Responses and chunks carry the fields that
-//! OpenAI's schema requires (nullable ones as `null`); streams end with `[DONE]`.
+//! `POST /api/v1/chat/completions` and `GET /api/v1/models[/{id}]`: OpenAI's
+//! format, so the official SDKs work unchanged. The request is read field by
+//! field (a wrong type is a 400 naming the field); every field chatgate does
+//! not own is kept for OpenAI-kind targets. Responses and chunks are typed
+//! structs carrying the fields OpenAI's schema requires (nullable ones as
+//! `null`) and the upstream's extra answer fields; streams end with `[DONE]`.
 
 use std::convert::Infallible;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 use super::extract::ApiJson;
 use super::{finish, sse_error_json};
-use crate::chat::{ChatRequest, Dialect, FinishReason, StreamEvent, Usage, WireMessage};
+use crate::chat::{
+    Block, ChatRequest, Completion, Dialect, FinishReason, MaxTokensField, Params, StreamEvent,
+    Tool, ToolChoice, Usage, WireMessage,
+};
 use crate::context::Ctx;
 use crate::dispatch;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The client's body: a JSON object, read field by field by [`Body::into_request`].
 #[derive(Deserialize)]
-pub struct Body {
-    messages: Option<Vec<WireMessage>>,
-    model: Option<String>,
-    max_tokens: Option<u32>,
-    /// OpenAI's newer name for `max_tokens`.
-    max_completion_tokens: Option<u32>,
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-    #[serde(default)]
-    stop: Option<Value>,
-    #[serde(default)]
-    stream: bool,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
-    user: Option<String>,
-    n: Option<u32>,
-    #[serde(default)]
-    tools: Option<Vec<Value>>,
+#[serde(transparent)]
+pub struct Body(Map<String, Value>);
+
+/// A 400 naming `field`.
+fn wrong(field: &str, expected: &str) -> ApiError {
+    ApiError::invalid_param(field.to_owned(), format!("{field} must be {expected}"))
 }
 
-#[derive(Deserialize, Default)]
-struct StreamOptions {
-    #[serde(default)]
-    include_usage: bool,
+/// Takes `field` out of the body; `null` counts as absent.
+fn take(body: &mut Map<String, Value>, field: &str) -> Option<Value> {
+    body.remove(field).filter(|v| !v.is_null())
+}
+
+fn take_f64(body: &mut Map<String, Value>, field: &str) -> Result<Option<f64>, ApiError> {
+    take(body, field)
+        .map(|v| v.as_f64().ok_or_else(|| wrong(field, "a number")))
+        .transpose()
+}
+
+fn take_u32(body: &mut Map<String, Value>, field: &str) -> Result<Option<u32>, ApiError> {
+    take(body, field)
+        .map(|v| {
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| wrong(field, "a non-negative integer"))
+        })
+        .transpose()
+}
+
+fn take_bool(body: &mut Map<String, Value>, field: &str) -> Result<Option<bool>, ApiError> {
+    take(body, field)
+        .map(|v| v.as_bool().ok_or_else(|| wrong(field, "true or false")))
+        .transpose()
+}
+
+fn take_string(body: &mut Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
+    take(body, field)
+        .map(|v| match v {
+            Value::String(s) => Ok(s),
+            _ => Err(wrong(field, "a string")),
+        })
+        .transpose()
+}
+
+fn take_object(
+    body: &mut Map<String, Value>,
+    field: &str,
+) -> Result<Option<Map<String, Value>>, ApiError> {
+    take(body, field)
+        .map(|v| match v {
+            Value::Object(m) => Ok(m),
+            _ => Err(wrong(field, "an object")),
+        })
+        .transpose()
+}
+
+fn stop(value: Option<Value>) -> Result<Vec<String>, ApiError> {
+    let expected = || wrong("stop", "a string or a list of strings");
+    match value {
+        None => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![s]),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                _ => Err(expected()),
+            })
+            .collect(),
+        Some(_) => Err(expected()),
+    }
+}
+
+/// `tools`: functions only, each with a string `name` and an object `parameters`.
+fn tools(value: Option<Value>) -> Result<Vec<Tool>, ApiError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let Value::Array(items) = value else {
+        return Err(wrong("tools", "a list of tools"));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let at = |field: &str| format!("tools[{i}].{field}");
+            if raw.get("type").and_then(Value::as_str) != Some("function") {
+                return Err(ApiError::invalid_param(
+                    at("type"),
+                    format!("{} must be `function`", at("type")),
+                ));
+            }
+            let function = raw.get("function");
+            let Some(name) = function.and_then(|f| f.get("name")).and_then(Value::as_str) else {
+                let field = at("function.name");
+                return Err(ApiError::invalid_param(
+                    field.clone(),
+                    format!("{field} must be a string"),
+                ));
+            };
+            let description = match function.and_then(|f| f.get("description")) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(d)) => Some(d.clone()),
+                Some(_) => {
+                    let field = at("function.description");
+                    return Err(ApiError::invalid_param(
+                        field.clone(),
+                        format!("{field} must be a string"),
+                    ));
+                }
+            };
+            let parameters = match function.and_then(|f| f.get("parameters")) {
+                None | Some(Value::Null) => None,
+                Some(p @ Value::Object(_)) => Some(p.clone()),
+                Some(_) => {
+                    let field = at("function.parameters");
+                    return Err(ApiError::invalid_param(
+                        field.clone(),
+                        format!("{field} must be a JSON Schema object"),
+                    ));
+                }
+            };
+            Ok(Tool {
+                name: name.to_owned(),
+                description,
+                parameters,
+                raw,
+            })
+        })
+        .collect()
+}
+
+fn tool_choice(value: Option<Value>) -> Result<Option<ToolChoice>, ApiError> {
+    let expected = || {
+        wrong(
+            "tool_choice",
+            "`none`, `auto`, `required` or {\"type\": \"function\", \"function\": {\"name\": …}}",
+        )
+    };
+    Ok(match value {
+        None => None,
+        Some(Value::String(s)) => Some(match s.as_str() {
+            "none" => ToolChoice::None,
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Required,
+            _ => return Err(expected()),
+        }),
+        Some(v @ Value::Object(_)) => match v.get("type").and_then(Value::as_str) {
+            Some("function") => {
+                let name = v
+                    .get("function")
+                    .and_then(|f| f.get("name"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(expected)?;
+                Some(ToolChoice::Function(name.to_owned()))
+            }
+            Some(_) => Some(ToolChoice::Other(v)),
+            None => return Err(expected()),
+        },
+        Some(_) => return Err(expected()),
+    })
 }
 
 impl Body {
+    /// The validated request, and whether the client asked for the usage chunk.
     pub fn into_request(self) -> Result<(ChatRequest, bool), ApiError> {
-        if self.n.is_some_and(|n| n != 1) {
-            return Err(ApiError::invalid("only n = 1 is supported"));
-        }
-        if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-            return Err(ApiError::invalid("tools are not supported by this gateway"));
-        }
-        let stop = match self.stop {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::String(s)) => vec![s],
+        let mut body = self.0;
+        let b = &mut body;
+        let messages = match take(b, "messages") {
+            None => return Err(ApiError::invalid_param("messages", "messages is required")),
             Some(Value::Array(items)) => items
                 .into_iter()
-                .map(|v| {
-                    v.as_str().map(str::to_owned).ok_or_else(|| {
-                        ApiError::invalid("stop must be a string or a list of strings")
-                    })
+                .enumerate()
+                .map(|(i, m)| {
+                    serde_json::from_value::<WireMessage>(m)
+                        .map_err(|_| wrong(&format!("messages[{i}]"), "a message object"))?
+                        .into_message(i, Dialect::OpenAi)
                 })
                 .collect::<Result<_, _>>()?,
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    "stop must be a string or a list of strings",
-                ));
-            }
+            Some(_) => return Err(wrong("messages", "a list of messages")),
         };
-        let messages = self
-            .messages
-            .ok_or_else(|| ApiError::invalid("messages is required"))?
-            .into_iter()
-            .enumerate()
-            .map(|(i, m)| m.into_message(i, Dialect::OpenAi))
-            .collect::<Result<_, _>>()?;
-        let include_usage = self.stream_options.unwrap_or_default().include_usage;
+        let max_tokens = take_u32(b, "max_tokens")?;
+        let max_completion_tokens = take_u32(b, "max_completion_tokens")?;
+        let (max_tokens, max_tokens_field) = match max_completion_tokens {
+            Some(n) => (Some(n), MaxTokensField::MaxCompletionTokens),
+            None => (max_tokens, MaxTokensField::MaxTokens),
+        };
+        let stream = take_bool(b, "stream")?.unwrap_or(false);
+        let mut stream_options = take_object(b, "stream_options")?.unwrap_or_default();
+        let include_usage = match stream_options.remove("include_usage") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(on)) => on,
+            Some(_) => return Err(wrong("stream_options.include_usage", "true or false")),
+        };
+        let logit_bias = take_object(b, "logit_bias")?;
+        if logit_bias
+            .as_ref()
+            .is_some_and(|m| m.values().any(|v| !v.is_number()))
+        {
+            return Err(wrong("logit_bias", "an object of token ids to numbers"));
+        }
+        let response_format = take_object(b, "response_format")?;
+        if response_format
+            .as_ref()
+            .is_some_and(|f| !f.get("type").is_some_and(Value::is_string))
+        {
+            return Err(wrong(
+                "response_format",
+                "an object with a string `type` (text, json_object, json_schema)",
+            ));
+        }
+        let seed = take(b, "seed")
+            .map(|v| v.as_i64().ok_or_else(|| wrong("seed", "an integer")))
+            .transpose()?;
         let req = ChatRequest {
             messages,
-            model: self.model,
-            max_tokens: self.max_completion_tokens.or(self.max_tokens),
-            temperature: self.temperature,
-            top_p: self.top_p,
-            stop,
-            user: self.user,
-            stream: self.stream,
+            model: take_string(b, "model")?,
+            max_tokens,
+            temperature: take_f64(b, "temperature")?,
+            top_p: take_f64(b, "top_p")?,
+            stop: stop(take(b, "stop"))?,
+            user: take_string(b, "user")?,
+            stream,
+            params: Params {
+                seed,
+                frequency_penalty: take_f64(b, "frequency_penalty")?,
+                presence_penalty: take_f64(b, "presence_penalty")?,
+                logit_bias,
+                response_format: response_format.map(Value::Object),
+                n: take_u32(b, "n")?,
+                logprobs: take_bool(b, "logprobs")?,
+                top_logprobs: take_u32(b, "top_logprobs")?,
+                metadata: take_object(b, "metadata")?,
+                parallel_tool_calls: take_bool(b, "parallel_tool_calls")?,
+                tool_choice: tool_choice(take(b, "tool_choice"))?,
+                tools: tools(take(b, "tools"))?,
+                max_tokens_field,
+                stream_options,
+                // What is left is not ours: OpenAI-kind targets get it unchanged.
+                extra: body,
+            },
         };
         Ok((req, include_usage))
     }
@@ -104,18 +284,153 @@ fn finish_reason(reason: &FinishReason) -> &'static str {
     }
 }
 
-fn usage_json(u: Usage) -> Value {
-    json!({
-        "prompt_tokens": u.input_tokens,
-        "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens + u.output_tokens,
-    })
-}
-
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// An upstream's extra fields, less those this struct writes itself.
+struct Without<'a> {
+    map: &'a Map<String, Value>,
+    skip: &'static str,
+}
+
+impl Serialize for Without<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.map.iter().filter(|(k, _)| *k != self.skip) {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct UsageOut<'a> {
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    total_tokens: u32,
+    /// `prompt_tokens_details`, `completion_tokens_details` from the upstream.
+    #[serde(flatten)]
+    details: Option<&'a Map<String, Value>>,
+}
+
+fn usage_out(u: Usage, details: Option<&Map<String, Value>>) -> UsageOut<'_> {
+    UsageOut {
+        prompt_tokens: u.input_tokens,
+        completion_tokens: u.output_tokens,
+        total_tokens: u.input_tokens.saturating_add(u.output_tokens),
+        details,
+    }
+}
+
+#[derive(Serialize)]
+struct ChatCompletion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [AnswerChoice<'a>; 1],
+    usage: UsageOut<'a>,
+    /// `system_fingerprint`, `service_tier`, …
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
+}
+
+#[derive(Serialize)]
+struct AnswerChoice<'a> {
+    index: u32,
+    message: AnswerMessage<'a>,
+    /// Required by the schema: the upstream's, or `null`.
+    logprobs: &'a Value,
+    finish_reason: &'static str,
+    #[serde(flatten)]
+    extra: Without<'a>,
+}
+
+#[derive(Serialize)]
+struct AnswerMessage<'a> {
+    role: &'static str,
+    /// `null` for an answer of tool calls only.
+    content: Option<String>,
+    /// Required by the schema: the upstream's, or `null`.
+    refusal: &'a Value,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<CallOut<'a>>,
+    /// `annotations`, `audio`, …
+    #[serde(flatten)]
+    extra: Without<'a>,
+}
+
+#[derive(Serialize)]
+struct CallOut<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionOut<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+const NULL: Value = Value::Null;
+
+fn completion<'a>(
+    id: &'a str,
+    created: u64,
+    model: &'a str,
+    c: &'a Completion,
+) -> ChatCompletion<'a> {
+    let tool_calls: Vec<CallOut<'a>> = c
+        .blocks
+        .iter()
+        .filter_map(|b| match b {
+            Block::ToolCall {
+                id,
+                name,
+                arguments,
+            } => Some(CallOut {
+                id,
+                kind: "function",
+                function: FunctionOut { name, arguments },
+            }),
+            _ => None,
+        })
+        .collect();
+    let text = c.text();
+    let has_text = c.blocks.iter().any(|b| matches!(b, Block::Text(_)));
+    let x = &c.extra;
+    ChatCompletion {
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        choices: [AnswerChoice {
+            index: 0,
+            message: AnswerMessage {
+                role: "assistant",
+                content: (has_text || tool_calls.is_empty()).then_some(text),
+                refusal: x.message.get("refusal").unwrap_or(&NULL),
+                tool_calls,
+                extra: Without {
+                    map: &x.message,
+                    skip: "refusal",
+                },
+            },
+            logprobs: x.choice.get("logprobs").unwrap_or(&NULL),
+            finish_reason: finish_reason(&c.finish_reason),
+            extra: Without {
+                map: &x.choice,
+                skip: "logprobs",
+            },
+        }],
+        usage: usage_out(c.usage, Some(&x.usage)),
+        extra: &x.top,
+    }
 }
 
 #[derive(Serialize)]
@@ -124,9 +439,76 @@ struct Chunk<'a> {
     object: &'static str,
     created: u64,
     model: &'a str,
-    choices: Vec<Value>,
+    choices: Vec<ChunkChoice<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Value>,
+    usage: Option<UsageOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<DeltaCall<'a>>,
+}
+
+/// A piece of a tool call: `id`, `type` and `function.name` on the first piece of each.
+#[derive(Serialize)]
+struct DeltaCall<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: DeltaFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct DeltaFunction<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
+}
+
+/// Every chunk of one stream shares its id, time and model.
+struct Chunks {
+    id: String,
+    created: u64,
+    model: std::sync::Arc<str>,
+}
+
+impl Chunks {
+    fn event(&self, choice: Option<ChunkChoice<'_>>, usage: Option<UsageOut<'_>>) -> Event {
+        let chunk = Chunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices: choice.into_iter().collect(),
+            usage,
+        };
+        Event::default().json_data(chunk).unwrap_or_default()
+    }
+
+    fn delta(&self, delta: Delta<'_>, finish_reason: Option<&'static str>) -> Event {
+        let choice = ChunkChoice {
+            index: 0,
+            delta,
+            logprobs: None,
+            finish_reason,
+        };
+        self.event(Some(choice), None)
+    }
 }
 
 pub async fn completions(
@@ -140,57 +522,74 @@ pub async fn completions(
     if !req.stream {
         let answer = dispatch::complete(&state, &req, &ctx).await?;
         let c = &answer.completion;
-        let body = json!({
-            "id": id,
-            "object": "chat.completion",
-            "created": created,
-            "model": &*answer.served.model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": c.text(), "refusal": null},
-                "logprobs": null,
-                "finish_reason": finish_reason(&c.finish_reason),
-            }],
-            "usage": usage_json(c.usage),
-        });
-        return Ok(finish(Json(body).into_response(), &answer.served));
+        let body = completion(&id, created, &answer.served.model, c);
+        let response = Json(body).into_response();
+        return Ok(finish(response, &answer.served));
     }
 
     let streaming = dispatch::stream(&state, &req, &ctx).await?;
-    let model = streaming.served.model.clone();
-    let chunk = move |choices: Vec<Value>, usage: Option<Value>| -> Event {
-        let c = Chunk {
-            id: &id,
-            object: "chat.completion.chunk",
-            created,
-            model: &model,
-            choices,
-            usage,
-        };
-        Event::default().json_data(c).unwrap_or_default()
+    let chunks = Chunks {
+        id,
+        created,
+        model: streaming.served.model.clone(),
     };
     // The first chunk announces the role, as OpenAI's does.
-    let opening = chunk(
-        vec![
-            json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}),
-        ],
+    let opening = chunks.delta(
+        Delta {
+            role: Some("assistant"),
+            content: Some(""),
+            ..Delta::default()
+        },
         None,
     );
     let events = streaming.events.flat_map(move |event| {
         let out: Vec<Event> = match event {
-            Ok(StreamEvent::Delta(text)) => {
-                vec![chunk(vec![json!({"index": 0, "delta": {"content": text}, "logprobs": null, "finish_reason": null})], None)]
+            Ok(StreamEvent::Delta(text)) => vec![chunks.delta(
+                Delta {
+                    content: Some(&text),
+                    ..Delta::default()
+                },
+                None,
+            )],
+            Ok(StreamEvent::ToolCall {
+                index,
+                id,
+                name,
+                arguments,
+            }) => {
+                let call = DeltaCall {
+                    index,
+                    kind: id.is_some().then_some("function"),
+                    id: id.as_deref(),
+                    function: DeltaFunction {
+                        name: name.as_deref(),
+                        arguments: &arguments,
+                    },
+                };
+                vec![chunks.delta(
+                    Delta {
+                        tool_calls: vec![call],
+                        ..Delta::default()
+                    },
+                    None,
+                )]
             }
-            Ok(StreamEvent::Finished { finish_reason: reason, usage }) => {
-                let mut out = vec![chunk(vec![json!({"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish_reason(&reason)})], None)];
+            Ok(StreamEvent::Finished {
+                finish_reason: reason,
+                usage,
+            }) => {
+                let mut out = vec![chunks.delta(Delta::default(), Some(finish_reason(&reason)))];
                 if include_usage {
-                    out.push(chunk(Vec::new(), Some(usage_json(usage))));
+                    out.push(chunks.event(None, Some(usage_out(usage, None))));
                 }
                 out.push(Event::default().data("[DONE]"));
                 out
             }
             // An error chunk, then [DONE]: the SDKs raise on a chunk with `error`.
-            Err(error) => vec![Event::default().data(sse_error_json(&error)), Event::default().data("[DONE]")],
+            Err(error) => vec![
+                Event::default().data(sse_error_json(&error)),
+                Event::default().data("[DONE]"),
+            ],
         };
         futures_util::stream::iter(out.into_iter().map(Ok::<_, Infallible>))
     });
@@ -202,11 +601,52 @@ pub async fn completions(
     Ok(finish(response, &streaming.served))
 }
 
+/// One model, as OpenAI's schema has it.
+#[derive(Serialize)]
+struct ModelOut<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    owned_by: &'static str,
+}
+
+#[derive(Serialize)]
+struct ModelList<'a> {
+    object: &'static str,
+    data: Vec<ModelOut<'a>>,
+}
+
+fn model_out(id: &str, created: u64) -> ModelOut<'_> {
+    ModelOut {
+        id,
+        object: "model",
+        created,
+        owned_by: "chatgate",
+    }
+}
+
 /// `GET /api/v1/models`: the configured model names, OpenAI-style.
-pub async fn models(State(state): State<AppState>) -> Json<Value> {
+pub async fn models(State(state): State<AppState>) -> Response {
     let mut names: Vec<&String> = state.catalog.models.keys().collect();
     names.sort();
-    let data: Vec<Value> =
-        names.into_iter().map(|id| json!({"id": id, "object": "model", "created": state.started_at, "owned_by": "chatgate"})).collect();
-    Json(json!({"object": "list", "data": data}))
+    let data = names
+        .into_iter()
+        .map(|id| model_out(id, state.started_at))
+        .collect();
+    Json(ModelList {
+        object: "list",
+        data,
+    })
+    .into_response()
+}
+
+/// `GET /api/v1/models/{id}` (the SDKs' `models.retrieve`); the id may hold `/`.
+pub async fn model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    match state.catalog.get(&id) {
+        Some(model) => Ok(Json(model_out(&model.name, state.started_at)).into_response()),
+        None => Err(ApiError::ModelNotFound(id)),
+    }
 }

@@ -6,12 +6,14 @@ use std::borrow::Cow;
 pub const CHAT: &str = "/api/v1/chat";
 pub const COMPLETIONS: &str = "/api/v1/chat/completions";
 pub const MODELS: &str = "/api/v1/models";
+/// One model (`models.retrieve`); ids may contain `/`.
+pub const MODEL: &str = "/api/v1/models/{*id}";
 pub const HEALTH: &str = "/health";
 pub const READY: &str = "/health/ready";
 pub const METRICS: &str = "/metrics";
 
 /// Every route a client calls.
-pub const ALL: [&str; 6] = [CHAT, COMPLETIONS, MODELS, HEALTH, READY, METRICS];
+pub const ALL: [&str; 7] = [CHAT, COMPLETIONS, MODELS, MODEL, HEALTH, READY, METRICS];
 
 /// The `route` label (and log field) of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";

@@ -5,6 +5,7 @@ mod support;
 
 mod cancellation;
 mod cli;
+mod compat;
 mod config;
 mod config_production;
 mod content_blocks;

@@ -6,8 +6,36 @@
 //! (`.ci/run` creates it). Without it the test is skipped loudly, except
 //! under CI, where it fails.
 
+use crate::support::upstream::data_frame;
 use crate::support::*;
-use serde_json::Value;
+use serde_json::{Value, json};
+
+/// Two tool calls streamed in interleaved pieces, OpenAI's way.
+fn tool_stream() -> Reply {
+    let chunk = |delta: Value, finish: Value| {
+        data_frame(
+            &json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt",
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
+        )
+    };
+    let piece = |index: u32, head: Option<(&str, &str)>, args: &str| {
+        let mut c = json!({"index": index, "function": {"arguments": args}});
+        if let Some((id, name)) = head {
+            c["id"] = json!(id);
+            c["type"] = json!("function");
+            c["function"]["name"] = json!(name);
+        }
+        json!({"tool_calls": [c]})
+    };
+    Reply::Frames(vec![
+        chunk(piece(0, Some(("call_w", "weather")), ""), Value::Null),
+        chunk(piece(1, Some(("call_t", "time")), "{\"tz\":"), Value::Null),
+        chunk(piece(0, None, "{\"city\":\"Lisbon\"}"), Value::Null),
+        chunk(piece(1, None, "\"UTC\"}"), Value::Null),
+        chunk(json!({}), json!("tool_calls")),
+        "data: [DONE]\n\n".into(),
+    ])
+}
 
 #[tokio::test]
 async fn official_openai_sdk_works_unchanged_with_strict_validation() {
@@ -21,7 +49,18 @@ async fn official_openai_sdk_works_unchanged_with_strict_validation() {
         );
         return;
     };
-    let app = spawn_app("[models.other]\ntargets = [\"mock:echo\"]\n").await;
+    let up = Upstream::openai().await;
+    up.push([
+        Reply::tool_calls(&[("call_1", "weather", r#"{"city":"Lisbon"}"#)]),
+        tool_stream(),
+        Reply::text("a tiny png"),
+        Reply::text(r#"{"answer":42}"#),
+    ]);
+    let toml = format!(
+        "[models.other]\ntargets = [\"mock:echo\"]\n{}\n[models.tools]\ntargets = [\"up:gpt\"]\n",
+        provider_toml("up", "openai", &up)
+    );
+    let app = spawn_app_with_env(&toml, &upstream_env()).await;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/it/sdk/openai_sdk_check.py"
@@ -40,7 +79,10 @@ async fn official_openai_sdk_works_unchanged_with_strict_validation() {
     );
     let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
 
-    assert_eq!(seen["models"], serde_json::json!(["default", "other"]));
+    assert_eq!(
+        seen["models"],
+        serde_json::json!(["default", "other", "tools"])
+    );
     for field in ["created", "id", "object", "owned_by"] {
         assert!(
             seen["model_fields"]
@@ -90,10 +132,51 @@ async fn official_openai_sdk_works_unchanged_with_strict_validation() {
         serde_json::json!([{"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}])
     );
 
+    assert_eq!(seen["retrieved"]["id"], "default");
+    assert_eq!(seen["retrieved"]["owned_by"], "chatgate");
+
+    let t = &seen["tools"];
+    assert_eq!(t["finish_reason"], "tool_calls");
+    assert_eq!(t["content"], Value::Null);
+    assert_eq!(
+        t["calls"],
+        json!([{"id": "call_1", "type": "function", "name": "weather", "arguments": "{\"city\":\"Lisbon\"}"}])
+    );
+    assert_eq!(t["logprob_tokens"], json!(["x"]));
+    assert_eq!(t["system_fingerprint"], "fp_test");
+    assert_eq!(t["cached_tokens"], 3);
+    let sent = up.requests();
+    assert_eq!(sent[0].body["tools"][0]["function"]["name"], "weather");
+    assert_eq!(sent[0].body["logprobs"], true);
+    assert_eq!(sent[0].body["seed"], 7);
+    assert_eq!(sent[1].body["messages"][2]["role"], "tool");
+    assert_eq!(sent[1].body["messages"][1]["content"], Value::Null);
+
+    let s = &seen["tool_stream"];
+    assert_eq!(
+        s["calls"],
+        json!([
+            {"id": "call_w", "name": "weather", "arguments": "{\"city\":\"Lisbon\"}"},
+            {"id": "call_t", "name": "time", "arguments": "{\"tz\":\"UTC\"}"}
+        ])
+    );
+    assert_eq!(
+        s["finish_reasons"].as_array().unwrap().last().unwrap(),
+        "tool_calls"
+    );
+
+    assert_eq!(seen["image"], "a tiny png");
+    assert_eq!(
+        sent[2].body["messages"][0]["content"][1],
+        json!({"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"}})
+    );
+    assert_eq!(seen["json_schema"], json!({"answer": 42}));
+    assert_eq!(sent[3].body["response_format"]["type"], "json_schema");
+
     let e = &seen["errors"];
     assert_eq!(
         e["auth"],
-        serde_json::json!({"status": 401, "code": "unauthorized"})
+        serde_json::json!({"status": 401, "code": "unauthorized", "type": "authentication_error"})
     );
     assert_eq!(
         e["model"],
@@ -101,6 +184,10 @@ async fn official_openai_sdk_works_unchanged_with_strict_validation() {
     );
     assert_eq!(
         e["bad_role"],
-        serde_json::json!({"status": 400, "code": "invalid_request"})
+        serde_json::json!({"status": 400, "code": "invalid_request", "type": "invalid_request_error", "param": "messages[0].role"})
+    );
+    assert_eq!(
+        e["unsupported"],
+        serde_json::json!({"status": 400, "code": "unsupported_feature", "type": "invalid_request_error", "param": "tools"})
     );
 }

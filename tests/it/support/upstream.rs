@@ -48,6 +48,15 @@ pub enum Reply {
     SlowStream(Vec<String>, Duration),
     /// The inner reply, after a pause (a slow upstream).
     Delayed(Duration, Box<Reply>),
+    /// 200 SSE stream of these frames, verbatim (`data: …\n\n` or
+    /// `event: …\ndata: …\n\n`): tool-call pieces, interleavings.
+    Frames(Vec<String>),
+    /// 200 with a whole answer of these tool calls `(id, name, arguments)` in
+    /// the API's own format (OpenAI: `message.tool_calls`, `finish_reason:
+    /// tool_calls`, plus logprobs, `system_fingerprint`, `service_tier`,
+    /// usage details and annotations; Anthropic: `tool_use` blocks after a
+    /// text block, `stop_reason: tool_use`).
+    ToolCalls(Vec<(String, String, String)>),
 }
 
 impl Reply {
@@ -76,6 +85,37 @@ impl Reply {
     pub fn stream(words: &[&str]) -> Self {
         Reply::Stream(words.iter().map(|w| w.to_string()).collect())
     }
+    pub fn tool_calls(calls: &[(&str, &str, &str)]) -> Self {
+        Reply::ToolCalls(
+            calls
+                .iter()
+                .map(|(i, n, a)| (i.to_string(), n.to_string(), a.to_string()))
+                .collect(),
+        )
+    }
+}
+
+/// An OpenAI data-only SSE frame.
+pub fn data_frame(v: &Value) -> String {
+    format!("data: {v}\n\n")
+}
+
+/// An Anthropic SSE frame: the event name is the payload's `type`.
+pub fn event_frame(v: &Value) -> String {
+    format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap())
+}
+
+/// The extra answer fields the OpenAI-kind upstream adds to tool-call answers.
+pub fn openai_extras() -> Value {
+    json!({
+        "system_fingerprint": "fp_test",
+        "service_tier": "default",
+        "logprobs": {"content": [{"token": "x", "logprob": -0.5, "bytes": [120], "top_logprobs": []}], "refusal": null},
+        "annotations": [],
+        "usage_details": {"prompt_tokens_details": {"cached_tokens": 3, "audio_tokens": 0},
+                          "completion_tokens_details": {"reasoning_tokens": 2, "audio_tokens": 0,
+                                                        "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+    })
 }
 
 /// One request the upstream received.
@@ -232,6 +272,8 @@ async fn handle(
         Reply::Stream(words) => sse(stream_events(a, &model, &words, true), None, None),
         Reply::BrokenStream(words) => sse(stream_events(a, &model, &words, false), None, Some(())),
         Reply::Delayed(..) => unreachable!("unwrapped above"),
+        Reply::Frames(frames) => sse(frames, None, None),
+        Reply::ToolCalls(calls) => tool_answer(a, &model, &calls),
         Reply::SlowStream(words, pause) => sse(
             stream_events(a, &model, &words, true),
             Some((pause, shared.cancelled.clone())),
@@ -256,6 +298,36 @@ fn whole(
         json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": stop}],
                "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output}})
+    };
+    axum::Json(body).into_response()
+}
+
+fn tool_answer(anthropic: bool, model: &str, calls: &[(String, String, String)]) -> Response {
+    let body = if anthropic {
+        let mut content = vec![json!({"type": "text", "text": "Let me check."})];
+        content.extend(calls.iter().map(|(id, name, args)| {
+            json!({"type": "tool_use", "id": id, "name": name,
+                   "input": serde_json::from_str::<Value>(args).unwrap()})
+        }));
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+               "content": content, "stop_reason": "tool_use", "stop_sequence": null,
+               "usage": {"input_tokens": 11, "output_tokens": 13}})
+    } else {
+        let x = openai_extras();
+        let calls: Vec<Value> = calls
+            .iter()
+            .map(|(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}))
+            .collect();
+        let mut usage = json!({"prompt_tokens": 11, "completion_tokens": 13, "total_tokens": 24});
+        for (k, v) in x["usage_details"].as_object().unwrap() {
+            usage[k] = v.clone();
+        }
+        json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
+               "system_fingerprint": x["system_fingerprint"], "service_tier": x["service_tier"],
+               "choices": [{"index": 0, "logprobs": x["logprobs"], "finish_reason": "tool_calls",
+                            "message": {"role": "assistant", "content": null, "refusal": null,
+                                        "annotations": x["annotations"], "tool_calls": calls}}],
+               "usage": usage})
     };
     axum::Json(body).into_response()
 }
