@@ -11,6 +11,7 @@ pub mod limiter;
 pub mod metrics;
 pub mod middleware;
 pub mod models;
+pub mod otel;
 pub mod providers;
 pub mod redact;
 pub mod resilience;

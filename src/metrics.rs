@@ -22,6 +22,7 @@ pub const RATE_LIMITED: &str = "chatgate_rate_limited_total";
 pub const TOKENS: &str = "chatgate_tokens_total";
 pub const STATE_ERRORS: &str = "chatgate_state_errors_total";
 pub const INTERACTIONS_DROPPED: &str = "chatgate_interaction_log_dropped_total";
+pub const TRACE_SPANS_DROPPED: &str = "chatgate_trace_spans_dropped_total";
 
 /// Histogram buckets sized for LLM calls: 10 ms to 120 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -98,6 +99,7 @@ pub struct Metrics {
     in_flight: Gauge,
     state_errors: Counter,
     interactions_dropped: Counter,
+    trace_spans_dropped: Counter,
 }
 
 impl Metrics {
@@ -140,6 +142,10 @@ impl Metrics {
                 INTERACTIONS_DROPPED,
                 "Interaction-log lines dropped because the writer queue was full",
             ),
+            (
+                TRACE_SPANS_DROPPED,
+                "Trace spans dropped: export queue full or the OTLP collector failing",
+            ),
         ] {
             recorder.describe_counter(name.into(), None, help.into());
         }
@@ -166,12 +172,15 @@ impl Metrics {
             recorder.register_counter(&Key::from_static_name(STATE_ERRORS), &METADATA);
         let interactions_dropped =
             recorder.register_counter(&Key::from_static_name(INTERACTIONS_DROPPED), &METADATA);
+        let trace_spans_dropped =
+            recorder.register_counter(&Key::from_static_name(TRACE_SPANS_DROPPED), &METADATA);
         Self {
             recorder: Arc::new(recorder),
             handle,
             in_flight,
             state_errors,
             interactions_dropped,
+            trace_spans_dropped,
         }
     }
 
@@ -284,6 +293,9 @@ impl Metrics {
 
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
+        // The span exporter is one per process; its count is read here.
+        self.trace_spans_dropped
+            .absolute(crate::otel::spans_dropped());
         self.handle.render()
     }
 

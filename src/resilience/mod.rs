@@ -118,15 +118,19 @@ pub async fn call<A: Attempt>(
                 });
             }
             let attempt_deadline = capped(now, provider.policy.attempt_timeout, deadline);
-            let result = match tokio::time::timeout_at(
-                attempt_deadline,
-                kind.attempt(provider.client.as_ref(), &req),
-            )
-            .await
-            {
-                Ok(result) => result,
-                Err(_) => Err(ProviderError::Timeout),
-            };
+            // Inside the attempt's trace span (a no-op with tracing off).
+            let result = crate::otel::attempt(target, retry + 1, A::usage, async {
+                match tokio::time::timeout_at(
+                    attempt_deadline,
+                    kind.attempt(provider.client.as_ref(), &req),
+                )
+                .await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(ProviderError::Timeout),
+                }
+            })
+            .await;
             record_attempt::<A>(metrics, target, retry + 1, now, &result);
             let error = match result {
                 Ok(value) => {

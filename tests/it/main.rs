@@ -27,3 +27,4 @@ mod resilience_circuit;
 mod resilience_streams;
 mod routes;
 mod shutdown;
+mod tracing;
