@@ -17,6 +17,7 @@ mod metrics;
 mod metrics_endpoint;
 mod middleware;
 mod openai_sdk;
+mod prometheus_e2e;
 mod operations;
 mod rate_limits;
 mod readiness;
