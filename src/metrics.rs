@@ -24,6 +24,11 @@ pub const STATE_ERRORS: &str = "chatgate_state_errors_total";
 pub const INTERACTIONS_DROPPED: &str = "chatgate_interaction_log_dropped_total";
 pub const TRACE_SPANS_DROPPED: &str = "chatgate_trace_spans_dropped_total";
 
+/// Trace spans dropped in this process (the span exporter is one per
+/// process, unlike the recorders): counted by `otel`, shown by [`Metrics::render`].
+pub static TRACE_SPANS_DROPPED_COUNT: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
 /// Histogram buckets sized for LLM calls: 10 ms to 120 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
@@ -293,9 +298,8 @@ impl Metrics {
 
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
-        // The span exporter is one per process; its count is read here.
         self.trace_spans_dropped
-            .absolute(crate::otel::spans_dropped());
+            .absolute(TRACE_SPANS_DROPPED_COUNT.load(std::sync::atomic::Ordering::Relaxed));
         self.handle.render()
     }
 

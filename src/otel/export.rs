@@ -9,7 +9,7 @@
 //! of its own outside tokio, where our reqwest client cannot run.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,11 +32,9 @@ pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Most of a collector's answer we read (it is a short protobuf message).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
-/// Spans dropped since start: refused by the full queue or lost with a failed export.
-pub static DROPPED: AtomicU64 = AtomicU64::new(0);
-
+/// Spans refused by the full queue or lost with a failed export.
 fn dropped(n: usize) {
-    DROPPED.fetch_add(n as u64, Ordering::Relaxed);
+    crate::metrics::TRACE_SPANS_DROPPED_COUNT.fetch_add(n as u64, Ordering::Relaxed);
 }
 
 /// The SDK's side: every ended, sampled span goes into the queue or is counted.

@@ -26,21 +26,18 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::chat::Usage;
 use crate::config::{ProviderKind, TracingConfig};
-use crate::models::Target;
-use crate::providers::ProviderError;
 
 pub use export::{Drain, QUEUE_CAPACITY};
+
+/// The request log's label for a method outside the standard seven
+/// (`metrics::OTHER_METHOD`, not imported: `metrics` depends on much of the crate).
+const OTHER_METHOD: &str = "other";
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Whether spans are being made (set once, by [`start`]).
 pub fn enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
-}
-
-/// Spans dropped since start (`chatgate_trace_spans_dropped_total`).
-pub fn spans_dropped() -> u64 {
-    export::DROPPED.load(Ordering::Relaxed)
 }
 
 /// A running exporter: the tracer for the subscriber's layer, and the drain
@@ -118,7 +115,7 @@ pub fn server_span(
     route: &str,
     request_id: &str,
 ) -> Span {
-    let otel_method = if method == crate::metrics::OTHER_METHOD {
+    let otel_method = if method == OTHER_METHOD {
         "_OTHER"
     } else {
         method
@@ -173,24 +170,27 @@ fn system(kind: ProviderKind) -> &'static str {
     }
 }
 
-/// `error.type`: the upstream's status code, or the kind of failure.
-fn error_type(error: &ProviderError) -> String {
-    match error {
-        ProviderError::Status { status, .. } => status.to_string(),
-        ProviderError::Timeout => "timeout".into(),
-        ProviderError::Connect(_) => "connect".into(),
-        ProviderError::Decode(_) => "unusable_answer".into(),
-    }
+/// One upstream attempt, as its span names it.
+pub struct Attempt<'a> {
+    pub kind: ProviderKind,
+    pub provider: &'a str,
+    pub model: &'a str,
+    /// 1 for the first try on a target, 2 for its first retry, ...
+    pub number: u32,
+}
+
+/// An attempt's failure, as `error.type` says it.
+pub trait ErrorType {
+    fn error_type(&self) -> std::borrow::Cow<'static, str>;
 }
 
 /// Runs one upstream attempt inside its span (when tracing is on) and puts
 /// its outcome on it: tokens, or the error's type.
-pub async fn attempt<T>(
-    target: &Target,
-    attempt: u32,
+pub async fn attempt<T, E: ErrorType>(
+    target: Attempt<'_>,
     usage: fn(&T) -> Option<Usage>,
-    call: impl Future<Output = Result<T, ProviderError>>,
-) -> Result<T, ProviderError> {
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     if !enabled() {
         return call.await;
     }
@@ -200,14 +200,14 @@ pub async fn attempt<T>(
         otel.kind = "client",
         otel.status_code = Empty,
         gen_ai.operation.name = "chat",
-        gen_ai.system = system(target.provider.kind),
-        gen_ai.request.model = &*target.model,
+        gen_ai.system = system(target.kind),
+        gen_ai.request.model = target.model,
         gen_ai.response.model = Empty,
         gen_ai.usage.input_tokens = Empty,
         gen_ai.usage.output_tokens = Empty,
         error.type = Empty,
-        chatgate.provider = &*target.provider.name,
-        chatgate.attempt = attempt,
+        chatgate.provider = target.provider,
+        chatgate.attempt = target.number,
     );
     let result = call.instrument(span.clone()).await;
     match &result {
@@ -218,7 +218,7 @@ pub async fn attempt<T>(
             }
         }
         Err(error) => {
-            span.record("error.type", error_type(error));
+            span.record("error.type", &*error.error_type());
             span.record("otel.status_code", "error");
         }
     }

@@ -119,7 +119,13 @@ pub async fn call<A: Attempt>(
             }
             let attempt_deadline = capped(now, provider.policy.attempt_timeout, deadline);
             // Inside the attempt's trace span (a no-op with tracing off).
-            let result = crate::otel::attempt(target, retry + 1, A::usage, async {
+            let span = crate::otel::Attempt {
+                kind: provider.kind,
+                provider: &provider.name,
+                model: &target.model,
+                number: retry + 1,
+            };
+            let result = crate::otel::attempt(span, A::usage, async {
                 match tokio::time::timeout_at(
                     attempt_deadline,
                     kind.attempt(provider.client.as_ref(), &req),

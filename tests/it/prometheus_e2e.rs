@@ -135,7 +135,10 @@ impl Prometheus {
         let log = dir.path().join("prometheus.log");
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -207,7 +210,9 @@ async fn serve(good: &Upstream, bad: &Upstream) -> Running {
          [models.failover]\ntargets = [\"bad:m-bad\", \"good:m-good\"]\n\
          [auth.keys.limited]\nsha256 = \"{limited}\"\nrequests_per_minute = 1\n",
         good = Provider::openai("good", good).max_retries(0),
-        bad = Provider::openai("bad", bad).max_retries(1).circuit(2, "10m"),
+        bad = Provider::openai("bad", bad)
+            .max_retries(1)
+            .circuit(2, "10m"),
         limited = chatgate::config::sha256_hex(LIMITED_KEY),
     );
     Chatgate::with_config(&toml)
@@ -271,9 +276,12 @@ async fn a_real_prometheus_scrapes_chatgate_fires_its_alerts_and_answers_every_d
         }
         queries = still;
         alerts = prometheus.alerts().await;
-        let alerting = ALERTS
-            .iter()
-            .all(|a| matches!(alerts.get(*a).map(String::as_str), Some("pending" | "firing")));
+        let alerting = ALERTS.iter().all(|a| {
+            matches!(
+                alerts.get(*a).map(String::as_str),
+                Some("pending" | "firing")
+            )
+        });
         if queries.is_empty() && alerting {
             break;
         }
