@@ -43,6 +43,7 @@ METRICS = HISTOGRAMS | {
     "chatgate_tokens_total",
     "chatgate_state_errors_total",
     "chatgate_interaction_log_dropped_total",
+    "chatgate_trace_spans_dropped_total",
 }
 METRIC_RE = re.compile(r"\bchatgate_[a-z0-9_]+\b")
 SEVERITIES = {"critical", "warning"}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, Environment, LoadOptions, Problem};
-use crate::{App, shutdown, telemetry};
+use crate::{App, otel, shutdown, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -80,17 +80,36 @@ pub fn main(cli: Cli) -> ExitCode {
                     if !refusals.is_empty() {
                         return report(&refusals);
                     }
-                    let _flush_on_exit = telemetry::init(&config.logging, rust_log.as_deref());
-                    let sources = &config.sources;
-                    tracing::info!(
-                        layers = %sources.describe(),
-                        profile = config.profile.as_str(),
-                        "config loaded"
-                    );
-                    for warning in &sources.warnings {
-                        tracing::warn!("{warning}");
-                    }
-                    runtime(|| serve(config))
+                    runtime(|| async move {
+                        // Inside the runtime: the span exporter runs on it.
+                        let traces = match otel::start(&config.tracing) {
+                            Ok(traces) => traces,
+                            Err(e) => {
+                                eprintln!("chatgate: {e}");
+                                return ExitCode::FAILURE;
+                            }
+                        };
+                        let (tracer, drain) = traces.map(|t| (t.tracer, t.drain)).unzip();
+                        let _flush_on_exit =
+                            telemetry::init(&config.logging, rust_log.as_deref(), tracer);
+                        let sources = &config.sources;
+                        tracing::info!(
+                            layers = %sources.describe(),
+                            profile = config.profile.as_str(),
+                            "config loaded"
+                        );
+                        for warning in &sources.warnings {
+                            tracing::warn!("{warning}");
+                        }
+                        if let Some(url) = config.tracing.otlp_endpoint.traces_url() {
+                            tracing::info!(%url, sample_ratio = config.tracing.sample_ratio.get(), "exporting traces");
+                        }
+                        let code = serve(config).await;
+                        if let Some(drain) = drain {
+                            drain.finish().await;
+                        }
+                        code
+                    })
                 }
                 Err(problems) => report(&problems),
             }

@@ -13,6 +13,7 @@ pub mod limiter;
 pub mod meters;
 pub mod middleware;
 pub mod models;
+pub mod otel;
 pub mod providers;
 pub mod redact;
 pub mod resilience;

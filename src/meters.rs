@@ -25,6 +25,12 @@ pub const RATE_LIMITED: &str = "chatgate_rate_limited_total";
 pub const TOKENS: &str = "chatgate_tokens_total";
 pub const STATE_ERRORS: &str = "chatgate_state_errors_total";
 pub const INTERACTIONS_DROPPED: &str = "chatgate_interaction_log_dropped_total";
+pub const TRACE_SPANS_DROPPED: &str = "chatgate_trace_spans_dropped_total";
+
+/// Trace spans dropped in this process (the span exporter is one per
+/// process, unlike the recorders): counted by `otel`, shown by [`Metrics::render`].
+pub static TRACE_SPANS_DROPPED_COUNT: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
 
 /// Histogram buckets sized for LLM calls: 10 ms to 120 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -86,6 +92,7 @@ pub struct Metrics {
     in_flight: Gauge,
     state_errors: Counter,
     interactions_dropped: Counter,
+    trace_spans_dropped: Counter,
 }
 
 impl Metrics {
@@ -129,6 +136,10 @@ impl Metrics {
                 INTERACTIONS_DROPPED,
                 "Interaction-log lines dropped because the writer queue was full",
             ),
+            (
+                TRACE_SPANS_DROPPED,
+                "Trace spans dropped: export queue full or the OTLP collector failing",
+            ),
         ] {
             recorder.describe_counter(name.into(), None, help.into());
         }
@@ -155,12 +166,15 @@ impl Metrics {
             recorder.register_counter(&Key::from_static_name(STATE_ERRORS), &METADATA);
         let interactions_dropped =
             recorder.register_counter(&Key::from_static_name(INTERACTIONS_DROPPED), &METADATA);
+        let trace_spans_dropped =
+            recorder.register_counter(&Key::from_static_name(TRACE_SPANS_DROPPED), &METADATA);
         Self {
             recorder: Arc::new(recorder),
             handle,
             in_flight,
             state_errors,
             interactions_dropped,
+            trace_spans_dropped,
         }
     }
 
@@ -280,6 +294,8 @@ impl Metrics {
 
     /// Prometheus text exposition format.
     pub fn render(&self) -> String {
+        self.trace_spans_dropped
+            .absolute(TRACE_SPANS_DROPPED_COUNT.load(std::sync::atomic::Ordering::Relaxed));
         self.handle.render()
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::chat::{ChatRequest, Message};
-use crate::config::{Config, ProviderConfig};
+use crate::config::{Config, ProviderConfig, ProviderKind};
 use crate::meters::Metrics;
 use crate::providers::{self, Provider, ProviderRequest};
 use crate::resilience::circuit::{Circuit, CircuitState};
@@ -36,6 +36,8 @@ impl From<&ProviderConfig> for RetryPolicy {
 /// retry policy and circuit breaker (shared by every target on it).
 pub struct ProviderHandle {
     pub name: Arc<str>,
+    /// For `gen_ai.system` on attempt spans.
+    pub kind: ProviderKind,
     pub client: Arc<dyn Provider>,
     pub policy: RetryPolicy,
     pub circuit: Arc<Circuit>,
@@ -100,6 +102,7 @@ impl Catalog {
             .map(|(name, p)| {
                 let handle = ProviderHandle {
                     name: Arc::from(name.as_str()),
+                    kind: p.kind,
                     client: providers::build(p, client.clone()),
                     policy: RetryPolicy::from(p),
                     circuit: Circuit::new(

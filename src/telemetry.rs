@@ -1,10 +1,13 @@
 //! Logging: a `tracing` subscriber, pretty or JSON, filtered by `logging.level`
 //! unless `RUST_LOG` is set. The writer is injectable so tests can read logs.
+//! With tracing on, an OpenTelemetry layer sits beside the log layer, each
+//! with its own filter (spans are made whatever the log level).
 
 use std::io::IsTerminal;
 
+use opentelemetry_sdk::trace::Tracer;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::{EnvFilter, Registry, layer::SubscriberExt};
+use tracing_subscriber::{EnvFilter, Layer, Registry, layer::SubscriberExt};
 
 use crate::config::{LogFormat, LoggingConfig};
 
@@ -50,21 +53,64 @@ where
     }
 }
 
+/// A subscriber writing logs to `writer` and spans through `tracer`: the
+/// level filter applies to the log layer only.
+pub fn subscriber_with_traces<W>(
+    config: &LoggingConfig,
+    rust_log: Option<&str>,
+    writer: W,
+    tracer: Tracer,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let registry = Registry::default().with(crate::otel::layer(tracer));
+    let filter = filter(config, rust_log);
+    match config.format {
+        LogFormat::Json => Box::new(
+            registry.with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(writer)
+                    .with_filter(filter),
+            ),
+        ),
+        LogFormat::Pretty => Box::new(
+            registry.with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_ansi(std::io::stdout().is_terminal())
+                    .with_writer(writer)
+                    .with_filter(filter),
+            ),
+        ),
+    }
+}
+
 /// Lines that may wait for the log writer thread; beyond this, lines are
 /// dropped rather than blocking a request.
 const LOG_BUFFER_LINES: usize = 64 * 1024;
 
 /// Installs the global subscriber. Lines go to stdout from a dedicated thread,
 /// so a slow reader never blocks the runtime. Keep the guard until exit: it
-/// flushes what is buffered. Call once, from `main`.
+/// flushes what is buffered. Call once, from `main`. No `tracer`: no
+/// OpenTelemetry layer at all.
 pub fn init(
     config: &LoggingConfig,
     rust_log: Option<&str>,
+    tracer: Option<Tracer>,
 ) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(LOG_BUFFER_LINES)
         .lossy(true)
         .finish(std::io::stdout());
-    let _ = tracing::subscriber::set_global_default(subscriber(config, rust_log, writer));
+    let subscriber = match tracer {
+        Some(tracer) => subscriber_with_traces(config, rust_log, writer, tracer),
+        None => subscriber(config, rust_log, writer),
+    };
+    let _ = tracing::subscriber::set_global_default(subscriber);
     guard
 }

@@ -30,6 +30,7 @@ pub(super) struct Raw {
     state: StateConfig,
     interaction_log: InteractionLogConfig,
     chat: ChatConfig,
+    tracing: TracingConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,6 +325,13 @@ pub(super) fn check(
         );
     }
 
+    if raw.tracing.service_name.trim().is_empty() {
+        bad(
+            "tracing.service_name".into(),
+            "must not be empty (it names chatgate in every trace)".into(),
+        );
+    }
+
     if !out.is_empty() {
         return Err(out);
     }
@@ -342,6 +350,7 @@ pub(super) fn check(
         state,
         interaction_log: raw.interaction_log,
         chat: raw.chat,
+        tracing: raw.tracing,
         sources,
     };
     Ok((config, warnings))

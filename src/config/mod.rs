@@ -20,7 +20,7 @@ pub use env::Environment;
 pub use load::{LoadOptions, Sources, load};
 pub use problem::Problem;
 pub use secrets::sha256_hex;
-pub use values::{BaseUrl, Ipv6Prefix, KeyHash, LogLevel, Origin, TargetRef};
+pub use values::{BaseUrl, Ipv6Prefix, KeyHash, LogLevel, Origin, OtlpEndpoint, Ratio, TargetRef};
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -68,6 +68,7 @@ pub struct Config {
     pub state: StateConfig,
     pub interaction_log: InteractionLogConfig,
     pub chat: ChatConfig,
+    pub tracing: TracingConfig,
     /// Not a config key: what the loader read, and what it warns about.
     #[serde(rename = "layers")]
     pub sources: Sources,
@@ -228,6 +229,26 @@ pub enum LogFormat {
 pub struct LoggingConfig {
     pub level: LogLevel,
     pub format: LogFormat,
+}
+
+/// OpenTelemetry traces; off while `otlp_endpoint` is empty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    pub otlp_endpoint: OtlpEndpoint,
+    pub service_name: String,
+    /// Of traces started here; a client's `traceparent` decides for its own.
+    pub sample_ratio: Ratio,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: OtlpEndpoint::default(),
+            service_name: "chatgate".into(),
+            sample_ratio: Ratio::ONE,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

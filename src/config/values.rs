@@ -333,3 +333,66 @@ mod tests {
         }
     }
 }
+
+/// `tracing.otlp_endpoint`: empty (tracing off) or the collector's http(s)
+/// base URL; spans go to `<endpoint>/v1/traces`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct OtlpEndpoint(Option<BaseUrl>);
+
+impl OtlpEndpoint {
+    /// Where spans are POSTed, when tracing is on.
+    pub fn traces_url(&self) -> Option<reqwest::Url> {
+        self.0.as_ref().map(|base| base.join("v1/traces"))
+    }
+}
+
+impl TryFrom<String> for OtlpEndpoint {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Ok(Self(None));
+        }
+        BaseUrl::try_from(text)
+            .map(|url| Self(Some(url)))
+            .map_err(|_| {
+                "expected \"\" (off) or a collector URL such as \"http://collector:4318\"".into()
+            })
+    }
+}
+
+impl Serialize for OtlpEndpoint {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_deref().unwrap_or(""))
+    }
+}
+
+/// A fraction from 0.0 to 1.0 (`tracing.sample_ratio`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Ratio(f64);
+
+impl Ratio {
+    pub const ONE: Ratio = Ratio(1.0);
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl TryFrom<f64> for Ratio {
+    type Error = String;
+    fn try_from(value: f64) -> Result<Self, String> {
+        if (0.0..=1.0).contains(&value) {
+            Ok(Self(value))
+        } else {
+            Err(format!("expected a number from 0.0 to 1.0, got {value}"))
+        }
+    }
+}
+
+impl From<Ratio> for f64 {
+    fn from(r: Ratio) -> f64 {
+        r.0
+    }
+}

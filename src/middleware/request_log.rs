@@ -38,11 +38,16 @@ pub async fn log_request(State(state): State<AppState>, mut req: Request, next: 
     req.extensions_mut().insert(Arrival(started));
     req.extensions_mut().insert(report.clone());
 
-    let span = tracing::info_span!("request", request_id = %request_id, method, route = %route);
+    let span = if crate::otel::enabled() {
+        crate::otel::server_span(req.headers(), method, &route, &request_id)
+    } else {
+        tracing::info_span!("request", request_id = %request_id, method, route = %route)
+    };
     let in_flight = InFlight::enter(state.metrics.in_flight().clone());
     let response = next.run(req).instrument(span.clone()).await;
 
     let status = response.status().as_u16();
+    crate::otel::record_status(&span, status);
     state.metrics.http_request(
         method,
         route.clone(),

@@ -65,6 +65,7 @@ impl Endpoint {
         if let Ok(id) = HeaderValue::from_str(request_id) {
             headers.insert(crate::headers::REQUEST_ID, id);
         }
+        crate::otel::inject(&mut headers);
         let response = self
             .client
             .post(url)
@@ -97,6 +98,7 @@ impl Endpoint {
 /// Reads and parses a whole 2xx JSON body.
 pub async fn json_body<T: DeserializeOwned>(response: Response) -> Result<T, ProviderError> {
     let bytes = read_limited(response, MAX_ANSWER_BYTES).await?;
+    crate::otel::response_model(&bytes);
     serde_json::from_slice(&bytes).map_err(|e| json_error("body", &e, bytes.len()))
 }
 

@@ -187,6 +187,18 @@ impl ProviderError {
     }
 }
 
+/// `error.type` on the attempt's trace span: the status, or the kind of failure.
+impl crate::otel::ErrorType for ProviderError {
+    fn error_type(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            ProviderError::Status { status, .. } => status.to_string().into(),
+            ProviderError::Timeout => "timeout".into(),
+            ProviderError::Connect(_) => "connect".into(),
+            ProviderError::Decode(_) => "unusable_answer".into(),
+        }
+    }
+}
+
 /// Builds the provider a config entry describes, on the shared HTTP client.
 pub fn build(config: &ProviderConfig, client: reqwest::Client) -> Arc<dyn Provider> {
     match &config.upstream {

@@ -231,15 +231,25 @@ async fn try_target<A: Attempt>(
             return Err(Miss::Stop(Failure::Timeout));
         }
         let attempt_deadline = capped(now, provider.policy.attempt_timeout, deadline);
-        let result = match tokio::time::timeout_at(
-            attempt_deadline,
-            kind.attempt(provider.client.as_ref(), &req),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(ProviderError::Timeout),
+        // Inside the attempt's trace span (a no-op with tracing off).
+        let span = crate::otel::Attempt {
+            kind: provider.kind,
+            provider: &provider.name,
+            model: &target.model,
+            number: retry + 1,
         };
+        let result = crate::otel::attempt(span, A::usage, async {
+            match tokio::time::timeout_at(
+                attempt_deadline,
+                kind.attempt(provider.client.as_ref(), &req),
+            )
+            .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(ProviderError::Timeout),
+            }
+        })
+        .await;
         record_attempt::<A>(metrics, target, retry + 1, now, &result);
         let error = match result {
             Ok(value) => {

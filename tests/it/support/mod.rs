@@ -7,6 +7,7 @@ pub mod binary;
 pub mod cli;
 pub mod hostile;
 pub mod observability;
+pub mod otlp;
 pub mod prometheus;
 pub mod redis;
 pub mod upstream;
