@@ -15,6 +15,7 @@ pub mod middleware;
 pub mod models;
 pub mod providers;
 pub mod redact;
+pub mod reload;
 pub mod resilience;
 pub mod routes;
 pub mod shutdown;

@@ -5,10 +5,12 @@ mod memory;
 mod redis;
 
 pub use memory::MemoryLimiter;
-pub use redis::RedisLimiter;
+pub use redis::{RedisLimiter, RedisLink};
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -86,6 +88,14 @@ pub trait Limiter: Send + Sync {
     fn check<'a>(&'a self, bucket: Bucket<'a>) -> BoxFuture<'a, Decision>;
     /// `Some(reason)` while the limiter runs degraded (e.g. Redis unreachable).
     fn degraded(&self) -> Option<&'static str> {
+        None
+    }
+    /// The same backend with new rates (a config reload): the state of every
+    /// bucket whose rate did not change carries over.
+    fn reconfigure(&self, ip_rate: Rate, key_rates: HashMap<String, Rate>) -> Arc<dyn Limiter>;
+    /// The Redis connection, for other shared state (canary overrides): one
+    /// connection per replica, not one per feature.
+    fn redis(&self) -> Option<RedisLink> {
         None
     }
 }
