@@ -2,7 +2,6 @@
 //! and `run` until shutdown, draining in-flight requests within the grace period.
 //! Connections speak HTTP/1.1 or HTTP/2 (h2c, prior knowledge); idle ones are closed.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use tower::ServiceExt;
 use tracing::Span;
 
 use crate::config::{Config, LoadOptions};
-use crate::limiter::{Limiter, MemoryLimiter, Rate, RedisLimiter};
+use crate::limiter::{Limiter, MemoryLimiter, RedisLimiter};
 use crate::meters::Metrics;
 use crate::middleware::body_guard;
 use crate::providers;
@@ -55,33 +54,9 @@ pub struct App {
     live: Arc<Live>,
 }
 
-/// The per-IP rate of `config`.
-pub(crate) fn ip_rate(config: &Config) -> Rate {
-    let rl = &config.rate_limit;
-    Rate {
-        per_minute: rl.per_ip_requests_per_minute,
-        burst: rl.per_ip_burst,
-    }
-}
-
-/// The rate of every client key that has one.
-pub(crate) fn key_rates(config: &Config) -> HashMap<String, Rate> {
-    config
-        .auth
-        .keys
-        .iter()
-        .filter_map(|(id, k)| {
-            // Keys without `requests_per_minute` have no per-key limit.
-            let per_minute = k.requests_per_minute?;
-            let burst = k.burst.unwrap_or(per_minute);
-            Some((id.clone(), Rate { per_minute, burst }))
-        })
-        .collect()
-}
-
 fn limiter(config: &Config, metrics: &Metrics) -> Result<Arc<dyn Limiter>, BuildError> {
-    let ip_rate = ip_rate(config);
-    let key_rates = key_rates(config);
+    let ip_rate = crate::limiter::ip_rate(config);
+    let key_rates = crate::limiter::key_rates(config);
     // The check sets `redis_url` exactly when `backend = "redis"`.
     match &config.state.redis_url {
         Some(url) => {

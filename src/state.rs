@@ -12,7 +12,7 @@ use crate::limiter::Limiter;
 use crate::meters::Metrics;
 use crate::middleware::auth::KeyStore;
 use crate::models::Catalog;
-use crate::reload::ReloadHandle;
+use crate::reload::handle::ReloadHandle;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);

@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use ipnet::Ipv6Net;
 
-use crate::config::Ipv6Prefix;
+use crate::config::{Config, Ipv6Prefix};
 
 /// Which bucket a request draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +81,30 @@ impl Rate {
     pub fn emission_interval(&self) -> Duration {
         Duration::from_secs(60) / self.per_minute.get()
     }
+}
+
+/// The per-IP rate of `config`.
+pub fn ip_rate(config: &Config) -> Rate {
+    let rl = &config.rate_limit;
+    Rate {
+        per_minute: rl.per_ip_requests_per_minute,
+        burst: rl.per_ip_burst,
+    }
+}
+
+/// The rate of every client key that has one.
+pub fn key_rates(config: &Config) -> HashMap<String, Rate> {
+    config
+        .auth
+        .keys
+        .iter()
+        .filter_map(|(id, k)| {
+            // Keys without `requests_per_minute` have no per-key limit.
+            let per_minute = k.requests_per_minute?;
+            let burst = k.burst.unwrap_or(per_minute);
+            Some((id.clone(), Rate { per_minute, burst }))
+        })
+        .collect()
 }
 
 /// Decides whether a request may pass. Backends know every bucket's rate.

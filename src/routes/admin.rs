@@ -18,7 +18,7 @@ use crate::context::KeyId;
 use crate::error::ApiError;
 use crate::headers;
 use crate::middleware::auth::presented;
-use crate::reload::{self, Source};
+use crate::reload::handle::{self as reload, Source};
 use crate::state::AppState;
 
 /// The admin routes, behind the admin-key check; `None` when no admin key

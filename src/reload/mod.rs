@@ -20,11 +20,16 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::Router;
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
+
+pub mod handle;
+
+use handle::Request;
+pub use handle::{Outcome, ReloadHandle, Source, config_hash};
 
 use crate::config::{self, Config, LoadOptions, Problem};
 use crate::interaction_log::InteractionLog;
-use crate::limiter::Limiter;
+use crate::limiter::{self, Limiter};
 use crate::meters::Metrics;
 use crate::middleware::auth::KeyStore;
 use crate::models::Catalog;
@@ -37,74 +42,6 @@ const QUEUE: usize = 8;
 /// File events closer together than this become one reload (an editor's
 /// save or a ConfigMap swap is several events).
 const DEBOUNCE: Duration = Duration::from_millis(300);
-
-/// What asked for a reload: the audit trail's `source`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Signal,
-    File,
-    Admin,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Signal => "signal",
-            Source::File => "file",
-            Source::Admin => "admin",
-        }
-    }
-}
-
-/// The outcome of one reload: the new config's hash, or every problem.
-pub type Outcome = Result<String, Vec<Problem>>;
-
-struct Request {
-    source: Source,
-    reply: Option<oneshot::Sender<Outcome>>,
-}
-
-/// Asks the reload task for a reload. Cheap to clone.
-#[derive(Clone)]
-pub struct ReloadHandle(mpsc::Sender<Request>);
-
-impl ReloadHandle {
-    /// Reloads and waits for the outcome.
-    pub async fn reload(&self, source: Source) -> Outcome {
-        let (tx, rx) = oneshot::channel();
-        let gone = || {
-            vec![Problem::new(
-                "reload",
-                "the reload task is not running".to_owned(),
-            )]
-        };
-        self.0
-            .send(Request {
-                source,
-                reply: Some(tx),
-            })
-            .await
-            .map_err(|_| gone())?;
-        rx.await.map_err(|_| gone())?
-    }
-
-    /// Asks for a reload without waiting (signals, file changes): when the
-    /// queue is full a reload is already pending, which reads the same files.
-    pub fn trigger(&self, source: Source) {
-        let _ = self.0.try_send(Request {
-            source,
-            reply: None,
-        });
-    }
-}
-
-/// The first 12 hex digits of the SHA-256 of the effective config exactly as
-/// `check-config --json` prints it (secrets redacted, trailing newline included).
-pub fn config_hash(config: &Config) -> String {
-    let text = serde_json::to_string_pretty(config).unwrap_or_default();
-    let digest = Sha256::digest(format!("{}\n", text.trim_end()).as_bytes());
-    hex::encode(digest)[..12].to_owned()
-}
 
 /// What outlives every config.
 struct Lasting {
@@ -150,7 +87,7 @@ impl Live {
             shutting_down: Arc::new(AtomicBool::new(false)),
             started_at,
             extra,
-            reload: ReloadHandle(tx),
+            reload: ReloadHandle::new(tx),
         };
         let watch = config.reload.watch;
         metrics_hash(&lasting.metrics, &config);
@@ -232,7 +169,7 @@ impl Live {
         let prev = &old.state;
         let limiter = prev
             .limiter
-            .reconfigure(crate::app::ip_rate(&config), crate::app::key_rates(&config));
+            .reconfigure(limiter::ip_rate(&config), limiter::key_rates(&config));
         let catalog = Catalog::build(&config, &self.lasting.client, metrics, Some(&prev.catalog));
         let interactions = match &prev.interactions {
             Some(log) if config.interaction_log.enabled => {
