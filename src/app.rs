@@ -2,11 +2,10 @@
 //! and `run` until shutdown, draining in-flight requests within the grace period.
 //! Connections speak HTTP/1.1 or HTTP/2 (h2c, prior knowledge); idle ones are closed.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -19,16 +18,13 @@ use tokio::sync::{mpsc, watch};
 use tower::ServiceExt;
 use tracing::Span;
 
-use crate::config::Config;
-use crate::interaction_log::InteractionLog;
-use crate::limiter::{Limiter, MemoryLimiter, Rate, RedisLimiter};
+use crate::config::{Config, LoadOptions};
+use crate::limiter::{Limiter, MemoryLimiter, RedisLimiter};
 use crate::meters::Metrics;
-use crate::middleware::auth::KeyStore;
 use crate::middleware::body_guard;
-use crate::models::Catalog;
 use crate::providers;
-use crate::routes;
-use crate::state::{AppState, Shared};
+use crate::reload::{Live, ReloadHandle};
+use crate::state::AppState;
 
 /// How often histogram samples are folded into buckets.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
@@ -55,27 +51,12 @@ pub enum BuildError {
 
 pub struct App {
     listener: TcpListener,
-    router: Router,
-    state: AppState,
+    live: Arc<Live>,
 }
 
 fn limiter(config: &Config, metrics: &Metrics) -> Result<Arc<dyn Limiter>, BuildError> {
-    let rl = &config.rate_limit;
-    let ip_rate = Rate {
-        per_minute: rl.per_ip_requests_per_minute,
-        burst: rl.per_ip_burst,
-    };
-    let key_rates: HashMap<String, Rate> = config
-        .auth
-        .keys
-        .iter()
-        .filter_map(|(id, k)| {
-            // Keys without `requests_per_minute` have no per-key limit.
-            let per_minute = k.requests_per_minute?;
-            let burst = k.burst.unwrap_or(per_minute);
-            Some((id.clone(), Rate { per_minute, burst }))
-        })
-        .collect();
+    let ip_rate = crate::limiter::ip_rate(config);
+    let key_rates = crate::limiter::key_rates(config);
     // The check sets `redis_url` exactly when `backend = "redis"`.
     match &config.state.redis_url {
         Some(url) => {
@@ -109,25 +90,35 @@ impl App {
         config: Config,
         extra: Router<AppState>,
     ) -> Result<Self, BuildError> {
+        Self::build_reloadable(config, None, extra).await
+    }
+
+    /// Like `build_with_routes`; with `opts` (the layers `config` was loaded
+    /// from) the app can reload its config (see `reload`).
+    pub async fn build_reloadable(
+        config: Config,
+        opts: Option<LoadOptions>,
+        extra: Router<AppState>,
+    ) -> Result<Self, BuildError> {
         let addr = format!("{}:{}", config.server.host, config.server.port);
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| BuildError::Bind { addr, source })?;
         let metrics = Metrics::new();
         let client = providers::http_client()?;
-        let catalog = Catalog::build(&config, &client, &metrics);
-        let state = AppState::new(Shared {
-            keys: Arc::new(KeyStore::new(&config.auth)),
-            limiter: limiter(&config, &metrics)?,
-            catalog: Arc::new(catalog),
-            interactions: InteractionLog::start(&config.interaction_log, metrics.clone()),
-            metrics: metrics.clone(),
-            shutting_down: Arc::new(AtomicBool::new(false)),
-            started_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-            config: Arc::new(config),
-        });
+        let limiter = limiter(&config, &metrics)?;
+        let started_at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let live = Live::start(
+            config,
+            opts,
+            extra,
+            metrics.clone(),
+            client,
+            limiter,
+            started_at,
+        );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(METRICS_UPKEEP);
             loop {
@@ -135,31 +126,30 @@ impl App {
                 metrics.upkeep();
             }
         });
-        let router = routes::router(state.clone(), extra);
-        Ok(Self {
-            listener,
-            router,
-            state,
-        })
+        Ok(Self { listener, live })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
+    /// The state new requests see (a reload replaces it).
+    pub fn state(&self) -> AppState {
+        self.live.state()
+    }
+
+    /// Asks for config reloads (the binary sends SIGHUP here).
+    pub fn reload_handle(&self) -> ReloadHandle {
+        self.live.handle()
     }
 
     /// Serves until `shutdown` resolves; then readiness turns 503, no new
     /// connection is accepted, and in-flight requests and streams get
     /// `shutdown_grace` to finish.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
-        let Self {
-            listener,
-            router,
-            state,
-        } = self;
+        let Self { listener, live } = self;
+        let state = live.state();
+        // Restart-only keys: these stay as they were at start.
         let server = &state.config.server;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -191,7 +181,7 @@ impl App {
                     tokio::spawn(serve_connection(
                         stream,
                         peer,
-                        router.clone(),
+                        Arc::clone(&live),
                         builder.clone(),
                         idle_limit,
                         shutdown_rx.clone(),
@@ -206,10 +196,12 @@ impl App {
         drop(listener);
         drop(drain_tx);
         shutdown_tx.send_replace(true);
-        tracing::info!(grace = ?server.shutdown_grace, "shutting down: draining in-flight requests");
+        // The grace of the config running now (a reload may have changed it).
+        let grace = live.state().config.server.shutdown_grace;
+        tracing::info!(?grace, "shutting down: draining in-flight requests");
         tokio::select! {
             _ = drain_rx.recv() => tracing::info!("all connections drained"),
-            () = tokio::time::sleep(server.shutdown_grace) => tracing::warn!("shutdown grace expired; closing remaining connections"),
+            () = tokio::time::sleep(grace) => tracing::warn!("shutdown grace expired; closing remaining connections"),
         }
         Ok(())
     }
@@ -273,7 +265,7 @@ async fn idle_for(mut activity: watch::Receiver<Activity>, limit: Duration) {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    live: Arc<Live>,
     builder: auto::Builder<TokioExecutor>,
     idle_limit: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -290,7 +282,9 @@ async fn serve_connection(
     let service = tower::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         let busy = Busy::enter(&activity);
-        let response = router.clone().oneshot(req);
+        // The router is read once per request: a reload during it changes
+        // nothing for it.
+        let response = live.router().oneshot(req);
         async move {
             let response = response.await?;
             Ok::<_, std::convert::Infallible>(body_guard::hold(response, busy, Span::none()))

@@ -74,7 +74,9 @@ pub fn main(cli: Cli) -> ExitCode {
         },
         None => {
             let rust_log = env.get("RUST_LOG").map(str::to_owned);
-            match load(&cli, env) {
+            // Kept for reloads: the same layers and environment snapshot.
+            let opts = LoadOptions::from_env(env, cli.config.clone());
+            match config::load(&opts) {
                 Ok(config) => {
                     let refusals = config.start_refusals();
                     if !refusals.is_empty() {
@@ -104,7 +106,7 @@ pub fn main(cli: Cli) -> ExitCode {
                         if let Some(url) = config.tracing.otlp_endpoint.traces_url() {
                             tracing::info!(%url, sample_ratio = config.tracing.sample_ratio.get(), "exporting traces");
                         }
-                        let code = serve(config).await;
+                        let code = serve(config, opts).await;
                         if let Some(drain) = drain {
                             drain.finish().await;
                         }
@@ -182,8 +184,8 @@ fn runtime<F: std::future::Future<Output = ExitCode>>(f: impl FnOnce() -> F) -> 
     }
 }
 
-async fn serve(config: Config) -> ExitCode {
-    let app = match App::build(config).await {
+async fn serve(config: Config, opts: LoadOptions) -> ExitCode {
+    let app = match App::build_reloadable(config, Some(opts), axum::Router::new()).await {
         Ok(app) => app,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
@@ -191,6 +193,7 @@ async fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    shutdown::reload_on_hangup(app.reload_handle());
     match app.run(shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

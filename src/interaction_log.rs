@@ -120,6 +120,14 @@ impl InteractionLog {
         })
     }
 
+    /// The same writer with another sample rate (a config reload).
+    pub fn with_sample_rate(&self, sample_rate: f64) -> Self {
+        Self {
+            sample_rate,
+            ..self.clone()
+        }
+    }
+
     /// Whether this chat is sampled (decided before any work is done for it).
     pub fn sampled(&self) -> bool {
         self.sample_rate >= 1.0 || rand::random::<f64>() < self.sample_rate

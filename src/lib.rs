@@ -16,6 +16,7 @@ pub mod models;
 pub mod otel;
 pub mod providers;
 pub mod redact;
+pub mod reload;
 pub mod resilience;
 pub mod routes;
 pub mod shutdown;

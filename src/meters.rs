@@ -31,6 +31,9 @@ pub const TRACE_SPANS_DROPPED: &str = "chatgate_trace_spans_dropped_total";
 /// process, unlike the recorders): counted by `otel`, shown by [`Metrics::render`].
 pub static TRACE_SPANS_DROPPED_COUNT: std::sync::atomic::AtomicU64 =
     std::sync::atomic::AtomicU64::new(0);
+// Rollout (issue 15).
+pub const CONFIG_RELOADS: &str = "chatgate_config_reloads_total";
+pub const CONFIG_INFO: &str = "chatgate_config_info";
 
 /// Histogram buckets sized for LLM calls: 10 ms to 120 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -93,6 +96,9 @@ pub struct Metrics {
     state_errors: Counter,
     interactions_dropped: Counter,
     trace_spans_dropped: Counter,
+    /// The running config's hash: `chatgate_config_info` is rendered from it
+    /// (the recorder cannot drop a series, and the old hash must go).
+    config_hash: Arc<std::sync::Mutex<String>>,
 }
 
 impl Metrics {
@@ -175,6 +181,7 @@ impl Metrics {
             state_errors,
             interactions_dropped,
             trace_spans_dropped,
+            config_hash: Arc::default(),
         }
     }
 
@@ -296,7 +303,35 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.trace_spans_dropped
             .absolute(TRACE_SPANS_DROPPED_COUNT.load(std::sync::atomic::Ordering::Relaxed));
-        self.handle.render()
+        let mut text = self.handle.render();
+        let hash = self
+            .config_hash
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if !hash.is_empty() {
+            text.push_str(&format!(
+                "# HELP {CONFIG_INFO} The running config, by hash (1 for the running one only)\n\
+                 # TYPE {CONFIG_INFO} gauge\n{CONFIG_INFO}{{hash=\"{hash}\"}} 1\n"
+            ));
+        }
+        text
+    }
+
+    // Rollout (issue 15): config reloads and the running config's hash.
+
+    /// One reload attempt; `result` is `success` or `error`.
+    pub fn config_reload(&self, result: &'static str) {
+        self.counter(CONFIG_RELOADS, vec![Label::new("result", result)])
+            .increment(1);
+    }
+
+    /// `chatgate_config_info{hash}` = 1 for `hash` only (a hex digest).
+    pub fn set_config_hash(&self, hash: &str) {
+        *self
+            .config_hash
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = hash.to_owned();
     }
 
     /// Drains histogram samples into their buckets; called on a timer.

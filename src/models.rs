@@ -91,15 +91,40 @@ pub struct Catalog {
     pub models: HashMap<String, Arc<Model>>,
     pub providers: Vec<Arc<ProviderHandle>>,
     pub default_model: String,
+    /// Each provider's handle and the settings it was built from, for the
+    /// next reload to compare against.
+    settings: HashMap<String, (Arc<ProviderHandle>, serde_json::Value)>,
+}
+
+/// A provider's settings as comparable data: its redacted view names the
+/// key's variable, and the environment is the snapshot read at start, so
+/// equal views mean equal settings.
+fn settings_of(p: &ProviderConfig) -> serde_json::Value {
+    serde_json::to_value(p).unwrap_or(serde_json::Value::Null)
 }
 
 impl Catalog {
     /// Builds from a checked config (every target names a known provider).
-    pub fn build(config: &Config, client: &reqwest::Client, metrics: &Metrics) -> Self {
+    /// After a reload, `previous` is the running catalog: a provider whose
+    /// settings did not change keeps its handle, so its circuit (and its
+    /// client's connection pool) carries over.
+    pub fn build(
+        config: &Config,
+        client: &reqwest::Client,
+        metrics: &Metrics,
+        previous: Option<&Catalog>,
+    ) -> Self {
         let providers: HashMap<&str, Arc<ProviderHandle>> = config
             .providers
             .iter()
             .map(|(name, p)| {
+                let same = previous.and_then(|c| {
+                    let (handle, settings) = c.settings.get(name)?;
+                    (*settings == settings_of(p)).then(|| Arc::clone(handle))
+                });
+                if let Some(handle) = same {
+                    return (name.as_str(), handle);
+                }
                 let handle = ProviderHandle {
                     name: Arc::from(name.as_str()),
                     kind: p.kind,
@@ -137,10 +162,21 @@ impl Catalog {
                 (name.clone(), Arc::new(model))
             })
             .collect();
+        let settings = config
+            .providers
+            .iter()
+            .map(|(name, p)| {
+                (
+                    name.clone(),
+                    (Arc::clone(&providers[name.as_str()]), settings_of(p)),
+                )
+            })
+            .collect();
         Self {
             models,
             providers: providers.into_values().collect(),
             default_model: config.chat.default_model.clone(),
+            settings,
         }
     }
 

@@ -1,4 +1,5 @@
-//! The shutdown signal: SIGTERM (container stop) or SIGINT (Ctrl-C).
+//! The process signals: SIGTERM (container stop) or SIGINT (Ctrl-C) shut
+//! down; SIGHUP reloads the config.
 
 /// Resolves on the first SIGTERM or SIGINT.
 pub async fn signal() {
@@ -22,4 +23,27 @@ pub async fn signal() {
         () = ctrl_c => tracing::info!("SIGINT received"),
         () = term => tracing::info!("SIGTERM received"),
     }
+}
+
+/// Reloads the config on every SIGHUP, for as long as the process runs.
+pub fn reload_on_hangup(reload: crate::reload::ReloadHandle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP received: reloading the config");
+                        reload.trigger(crate::reload::Source::Signal);
+                    }
+                });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP: reload by signal is off")
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = reload;
 }

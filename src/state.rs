@@ -1,5 +1,6 @@
-//! `AppState`: everything a request needs, built once, cheap to clone (one
-//! `Arc`: every middleware layer and handler clones it per request).
+//! `AppState`: everything a request needs, built from one config (a reload
+//! builds a new one, see `reload`), cheap to clone (one `Arc`: every
+//! middleware layer and handler clones it per request).
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use crate::limiter::Limiter;
 use crate::meters::Metrics;
 use crate::middleware::auth::KeyStore;
 use crate::models::Catalog;
+use crate::reload::handle::ReloadHandle;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -33,6 +35,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
     pub keys: Arc<KeyStore>,
+    /// `[admin.keys]`: who may call `/admin/v1` (empty: `/admin` is 404).
+    pub admin_keys: Arc<KeyStore>,
     pub limiter: Arc<dyn Limiter>,
     pub metrics: Metrics,
     pub interactions: Option<InteractionLog>,
@@ -40,6 +44,8 @@ pub struct Shared {
     pub shutting_down: Arc<AtomicBool>,
     /// Unix seconds at start-up (`created` of `/api/v1/models`).
     pub started_at: u64,
+    /// Asks for a config reload (`POST /admin/v1/reload`).
+    pub reload: ReloadHandle,
 }
 
 impl Shared {

@@ -31,6 +31,22 @@ pub(super) struct Raw {
     interaction_log: InteractionLogConfig,
     chat: ChatConfig,
     tracing: TracingConfig,
+    reload: ReloadConfig,
+    admin: RawAdmin,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdmin {
+    keys: BTreeMap<String, RawAdminKey>,
+}
+
+/// An admin key: a client key's sources, no rate (admin calls are never limited).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawAdminKey {
+    sha256: Option<KeyHash>,
+    env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,40 +127,8 @@ pub(super) fn check(
     let mut keys = BTreeMap::new();
     for (id, key) in raw.auth.keys {
         let path = format!("auth.keys.{id}");
-        let source = match (key.sha256, key.env) {
-            (Some(_), Some(_)) => {
-                bad(path, "set either `sha256` or `env`, not both".into());
-                continue;
-            }
-            (None, None) => {
-                bad(
-                    path,
-                    "set `sha256` (hex of the key) or `env` (variable holding it)".into(),
-                );
-                continue;
-            }
-            (Some(hash), None) => KeySource::Sha256(hash),
-            (None, Some(var)) => match env.get(&var) {
-                Some(value) => {
-                    if production && value.starts_with(PLACEHOLDER_PREFIX) {
-                        bad(
-                            format!("{path}.env"),
-                            format!("{var} holds the placeholder from .env.example"),
-                        );
-                    }
-                    KeySource::Env {
-                        hash: KeyHash::of(value),
-                        var,
-                    }
-                }
-                None => {
-                    bad(
-                        format!("{path}.env"),
-                        format!("environment variable {var} is not set"),
-                    );
-                    continue;
-                }
-            },
+        let Some(source) = key_source(&path, key.sha256, key.env, env, production, &mut bad) else {
+            continue;
         };
         let checked = ClientKeyConfig {
             source,
@@ -158,6 +142,36 @@ pub(super) fn check(
             );
         }
         keys.insert(id, checked);
+    }
+    let mut admin_keys = BTreeMap::new();
+    for (id, key) in raw.admin.keys {
+        let path = format!("admin.keys.{id}");
+        let Some(source) = key_source(&path, key.sha256, key.env, env, production, &mut bad) else {
+            continue;
+        };
+        let checked = ClientKeyConfig {
+            source,
+            requests_per_minute: None,
+            burst: None,
+        };
+        // An admin key that is also a client key would let every frontend
+        // reconfigure the gateway.
+        if production && *checked.hash() == dev_hash {
+            bad(
+                path,
+                format!("the development key `{DEV_KEY}` is refused in production"),
+            );
+        } else if production
+            && keys
+                .values()
+                .any(|k: &ClientKeyConfig| k.hash() == checked.hash())
+        {
+            bad(
+                path,
+                "an admin key must differ from every client key (production)".into(),
+            );
+        }
+        admin_keys.insert(id, checked);
     }
     if production && !raw.auth.enabled {
         bad("auth.enabled".into(), "must be true in production".into());
@@ -351,9 +365,58 @@ pub(super) fn check(
         interaction_log: raw.interaction_log,
         chat: raw.chat,
         tracing: raw.tracing,
+        reload: raw.reload,
+        admin: AdminConfig { keys: admin_keys },
         sources,
     };
     Ok((config, warnings))
+}
+
+/// Where the key at `path` comes from (`sha256` or the variable `env`
+/// names), or `None` with the problem reported: client and admin keys alike.
+fn key_source(
+    path: &str,
+    sha256: Option<KeyHash>,
+    var: Option<String>,
+    env: &Environment,
+    production: bool,
+    bad: &mut impl FnMut(String, String),
+) -> Option<KeySource> {
+    match (sha256, var) {
+        (Some(_), Some(_)) => {
+            bad(path.into(), "set either `sha256` or `env`, not both".into());
+            None
+        }
+        (None, None) => {
+            bad(
+                path.into(),
+                "set `sha256` (hex of the key) or `env` (variable holding it)".into(),
+            );
+            None
+        }
+        (Some(hash), None) => Some(KeySource::Sha256(hash)),
+        (None, Some(var)) => match env.get(&var) {
+            Some(value) => {
+                if production && value.starts_with(PLACEHOLDER_PREFIX) {
+                    bad(
+                        format!("{path}.env"),
+                        format!("{var} holds the placeholder from .env.example"),
+                    );
+                }
+                Some(KeySource::Env {
+                    hash: KeyHash::of(value),
+                    var,
+                })
+            }
+            None => {
+                bad(
+                    format!("{path}.env"),
+                    format!("environment variable {var} is not set"),
+                );
+                None
+            }
+        },
+    }
 }
 
 /// Whether `path` is, or lies under, a key path that already failed to parse.

@@ -69,6 +69,8 @@ pub struct Config {
     pub interaction_log: InteractionLogConfig,
     pub chat: ChatConfig,
     pub tracing: TracingConfig,
+    pub reload: ReloadConfig,
+    pub admin: AdminConfig,
     /// Not a config key: what the loader read, and what it warns about.
     #[serde(rename = "layers")]
     pub sources: Sources,
@@ -500,6 +502,20 @@ impl Default for ChatConfig {
             max_message_chars: 32_000,
         }
     }
+}
+
+/// `[reload]`: live reload (SIGHUP and `POST /admin/v1/reload` always work).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// Reload when a config file changes (Kubernetes ConfigMap swaps included).
+    pub watch: bool,
+}
+
+/// `[admin]`: the keys of `/admin/v1` (none: every `/admin` path is 404).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct AdminConfig {
+    pub keys: BTreeMap<String, ClientKeyConfig>,
 }
 
 impl Config {

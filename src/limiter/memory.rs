@@ -17,8 +17,10 @@ use super::{Bucket, Decision, Limiter, Rate};
 const EVICTION_PERIOD: Duration = Duration::from_secs(60);
 
 pub struct MemoryLimiter {
-    ips: DefaultKeyedRateLimiter<IpAddr>,
-    keys: HashMap<String, DefaultDirectRateLimiter>,
+    /// Shared (`Arc`) so a config reload that keeps a rate keeps its buckets.
+    ips: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    ip_rate: Rate,
+    keys: HashMap<String, (Rate, Arc<DefaultDirectRateLimiter>)>,
     clock: DefaultClock,
 }
 
@@ -31,13 +33,44 @@ impl MemoryLimiter {
     pub fn new(ip_rate: Rate, keys: impl IntoIterator<Item = (String, Rate)>) -> Arc<Self> {
         let keys = keys
             .into_iter()
-            .map(|(id, rate)| (id, RateLimiter::direct(quota(rate))))
+            .map(|(id, rate)| (id, (rate, Arc::new(RateLimiter::direct(quota(rate))))))
             .collect();
         Arc::new(Self {
-            ips: RateLimiter::keyed(quota(ip_rate)),
+            ips: Arc::new(RateLimiter::keyed(quota(ip_rate))),
+            ip_rate,
             keys,
             clock: DefaultClock::default(),
         })
+    }
+
+    /// A limiter with new rates (after a config reload) that keeps the
+    /// buckets of every rate that did not change: the IP buckets when the
+    /// per-IP rate is the same, each key's bucket when its rate is. Evicts
+    /// on its own timer, like the one it replaces.
+    pub fn reconfigured(&self, ip_rate: Rate, keys: HashMap<String, Rate>) -> Arc<Self> {
+        let ips = if ip_rate == self.ip_rate {
+            Arc::clone(&self.ips)
+        } else {
+            Arc::new(RateLimiter::keyed(quota(ip_rate)))
+        };
+        let keys = keys
+            .into_iter()
+            .map(|(id, rate)| {
+                let bucket = match self.keys.get(&id) {
+                    Some((old, bucket)) if *old == rate => Arc::clone(bucket),
+                    _ => Arc::new(RateLimiter::direct(quota(rate))),
+                };
+                (id, (rate, bucket))
+            })
+            .collect();
+        let limiter = Arc::new(Self {
+            ips,
+            ip_rate,
+            keys,
+            clock: DefaultClock::default(),
+        });
+        limiter.spawn_eviction();
+        limiter
     }
 
     /// Synchronous check, also used by the Redis backend's local fallback.
@@ -45,7 +78,7 @@ impl MemoryLimiter {
         let result = match bucket {
             Bucket::Ip(ip) => self.ips.check_key(&ip),
             Bucket::Key(id) => match self.keys.get(id) {
-                Some(limiter) => limiter.check(),
+                Some((_, limiter)) => limiter.check(),
                 None => return Decision::Allow,
             },
         };
@@ -86,6 +119,10 @@ impl MemoryLimiter {
 impl Limiter for MemoryLimiter {
     fn check<'a>(&'a self, bucket: Bucket<'a>) -> BoxFuture<'a, Decision> {
         ready(self.check_now(bucket)).boxed()
+    }
+
+    fn reconfigure(&self, ip_rate: Rate, key_rates: HashMap<String, Rate>) -> Arc<dyn Limiter> {
+        self.reconfigured(ip_rate, key_rates)
     }
 }
 

@@ -5,16 +5,18 @@ mod memory;
 mod redis;
 
 pub use memory::MemoryLimiter;
-pub use redis::RedisLimiter;
+pub use redis::{RedisLimiter, RedisLink};
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use ipnet::Ipv6Net;
 
-use crate::config::Ipv6Prefix;
+use crate::config::{Config, Ipv6Prefix};
 
 /// Which bucket a request draws from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,11 +83,43 @@ impl Rate {
     }
 }
 
+/// The per-IP rate of `config`.
+pub fn ip_rate(config: &Config) -> Rate {
+    let rl = &config.rate_limit;
+    Rate {
+        per_minute: rl.per_ip_requests_per_minute,
+        burst: rl.per_ip_burst,
+    }
+}
+
+/// The rate of every client key that has one.
+pub fn key_rates(config: &Config) -> HashMap<String, Rate> {
+    config
+        .auth
+        .keys
+        .iter()
+        .filter_map(|(id, k)| {
+            // Keys without `requests_per_minute` have no per-key limit.
+            let per_minute = k.requests_per_minute?;
+            let burst = k.burst.unwrap_or(per_minute);
+            Some((id.clone(), Rate { per_minute, burst }))
+        })
+        .collect()
+}
+
 /// Decides whether a request may pass. Backends know every bucket's rate.
 pub trait Limiter: Send + Sync {
     fn check<'a>(&'a self, bucket: Bucket<'a>) -> BoxFuture<'a, Decision>;
     /// `Some(reason)` while the limiter runs degraded (e.g. Redis unreachable).
     fn degraded(&self) -> Option<&'static str> {
+        None
+    }
+    /// The same backend with new rates (a config reload): the state of every
+    /// bucket whose rate did not change carries over.
+    fn reconfigure(&self, ip_rate: Rate, key_rates: HashMap<String, Rate>) -> Arc<dyn Limiter>;
+    /// The Redis connection, for other shared state (canary overrides): one
+    /// connection per replica, not one per feature.
+    fn redis(&self) -> Option<RedisLink> {
         None
     }
 }

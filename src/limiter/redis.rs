@@ -271,4 +271,30 @@ impl Limiter for RedisLimiter {
     fn degraded(&self) -> Option<&'static str> {
         self.link.current().is_none().then_some("redis_unreachable")
     }
+
+    /// Same connection; Redis keeps the buckets (keyed by IP or key id, the
+    /// rate passed per call), the local fallback keeps its unchanged ones.
+    fn reconfigure(&self, ip_rate: Rate, key_rates: HashMap<String, Rate>) -> Arc<dyn Limiter> {
+        Arc::new(Self {
+            link: Arc::clone(&self.link),
+            ip_rate,
+            local: self.local.reconfigured(ip_rate, key_rates.clone()),
+            key_rates,
+        })
+    }
+
+    fn redis(&self) -> Option<RedisLink> {
+        Some(RedisLink(Arc::clone(&self.link)))
+    }
+}
+
+/// The limiter's Redis connection, lent to other shared state: a connection
+/// while Redis is up, `None` (never a wait) while it is down.
+#[derive(Clone)]
+pub struct RedisLink(Arc<Link>);
+
+impl RedisLink {
+    pub fn connection(&self) -> Option<ConnectionManager> {
+        self.0.current().map(|(_, conn)| conn)
+    }
 }

@@ -11,7 +11,7 @@ use axum::response::Response;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::AuthConfig;
+use crate::config::{AdminConfig, AuthConfig};
 use crate::context::KeyId;
 use crate::error::ApiError;
 use crate::headers::{API_KEY, bearer};
@@ -36,6 +36,24 @@ impl KeyStore {
         }
     }
 
+    /// The admin keys: always required (there is no `enabled = false`).
+    pub fn admin(config: &AdminConfig) -> Self {
+        let keys = config
+            .keys
+            .iter()
+            .map(|(id, key)| (Arc::from(id.as_str()), *key.hash().bytes()))
+            .collect();
+        Self {
+            enabled: true,
+            keys,
+        }
+    }
+
+    /// No key configured.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
     /// The id of the key `presented` matches. Every stored digest is compared,
     /// in constant time, so timing says nothing about which one (or whether) matched.
     pub fn verify(&self, presented: &str) -> Option<Arc<str>> {
@@ -52,7 +70,7 @@ impl KeyStore {
 
 /// The key a request presents, if any: a Bearer token, else `x-api-key`
 /// (an `Authorization` of another scheme, e.g. a proxy's Basic, is not ours).
-fn presented(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn presented(headers: &HeaderMap) -> Option<&str> {
     bearer(headers).or_else(|| {
         headers
             .get(API_KEY)

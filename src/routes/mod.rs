@@ -1,5 +1,6 @@
 //! The router: `/api/v1` (guarded), health, metrics, and a JSON 404 fallback.
 
+pub mod admin;
 mod chat;
 mod extract;
 mod health;
@@ -35,6 +36,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .route(paths::HEALTH, get(health::live))
         .route(paths::READY, get(health::ready))
         .route(paths::METRICS, get(metrics::render))
+        .merge(admin::router(&state).unwrap_or_default())
         .merge(extra)
         .fallback(|uri: OriginalUri| async move {
             ApiError::NotFound {

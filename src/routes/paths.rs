@@ -12,6 +12,12 @@ pub const HEALTH: &str = "/health";
 pub const READY: &str = "/health/ready";
 pub const METRICS: &str = "/metrics";
 
+pub const ADMIN_CONFIG: &str = "/admin/v1/config";
+pub const ADMIN_RELOAD: &str = "/admin/v1/reload";
+
+/// The admin routes (the `route` label knows them; no 404 hint points there).
+pub const ADMIN: [&str; 2] = [ADMIN_CONFIG, ADMIN_RELOAD];
+
 /// Every route a client calls.
 pub const ALL: [&str; 7] = [CHAT, COMPLETIONS, MODELS, MODEL, HEALTH, READY, METRICS];
 
@@ -24,7 +30,7 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 pub fn label(matched: Option<&str>) -> Cow<'static, str> {
     match matched {
         None => Cow::Borrowed(UNMATCHED_ROUTE),
-        Some(path) => match ALL.iter().find(|known| **known == path) {
+        Some(path) => match ALL.iter().chain(&ADMIN).find(|known| **known == path) {
             Some(known) => Cow::Borrowed(known),
             None => Cow::Owned(path.to_owned()),
         },

@@ -26,6 +26,7 @@ mod rate_limits;
 mod readiness;
 mod redis_outage;
 mod redis_state;
+mod reload;
 mod resilience;
 mod resilience_circuit;
 mod resilience_streams;

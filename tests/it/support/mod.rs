@@ -134,7 +134,11 @@ pub async fn spawn_config_with_routes(
     config: Config,
     extra: axum::Router<chatgate::state::AppState>,
 ) -> TestApp {
-    let app = App::build_with_routes(config, extra).await.unwrap();
+    serve(App::build_with_routes(config, extra).await.unwrap()).await
+}
+
+/// Runs a built app until the test app is shut down or dropped.
+pub async fn serve(app: App) -> TestApp {
     let addr = app.local_addr().unwrap();
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
