@@ -103,6 +103,7 @@ fn model() -> Model {
         max_tokens: Some(400),
         system_prompt: Some("You are a helpful support assistant.".into()),
         fallback_message: None,
+        cache_ttl: None,
     }
 }
 

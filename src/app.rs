@@ -19,7 +19,10 @@ use tokio::sync::{mpsc, watch};
 use tower::ServiceExt;
 use tracing::Span;
 
+use crate::budget::{self, Budgets, Clock, MemorySpend, RedisSpend, SpendStore};
+use crate::cache::{AnswerStore, Cache, MemoryCache, RedisCache};
 use crate::config::Config;
+use crate::faq::Faq;
 use crate::interaction_log::InteractionLog;
 use crate::limiter::{Limiter, MemoryLimiter, Rate, RedisLimiter};
 use crate::metrics::Metrics;
@@ -27,6 +30,7 @@ use crate::middleware::auth::KeyStore;
 use crate::middleware::body_guard;
 use crate::models::Catalog;
 use crate::providers;
+use crate::redis_link::RedisLink;
 use crate::routes;
 use crate::state::{AppState, Shared};
 
@@ -54,7 +58,7 @@ pub struct App {
     state: AppState,
 }
 
-fn limiter(config: &Config, metrics: &Metrics) -> Result<Arc<dyn Limiter>, BuildError> {
+fn limiter(config: &Config, link: Option<&Arc<RedisLink>>) -> Arc<dyn Limiter> {
     let rl = &config.rate_limit;
     let ip_rate = Rate {
         per_minute: rl.per_ip_requests_per_minute,
@@ -71,25 +75,43 @@ fn limiter(config: &Config, metrics: &Metrics) -> Result<Arc<dyn Limiter>, Build
             Some((id.clone(), Rate { per_minute, burst }))
         })
         .collect();
-    // The check sets `redis_url` exactly when `backend = "redis"`.
-    match &config.state.redis_url {
-        Some(url) => {
-            let limiter = RedisLimiter::new(
-                url,
-                ip_rate,
-                key_rates,
-                config.state.on_redis_error,
-                metrics.clone(),
-            )
-            .map_err(BuildError::Redis)?;
-            Ok(limiter)
-        }
+    match link {
+        Some(link) => RedisLimiter::new(link.clone(), ip_rate, key_rates),
         None => {
             let limiter = MemoryLimiter::new(ip_rate, key_rates);
             limiter.spawn_eviction();
-            Ok(limiter)
+            limiter
         }
     }
+}
+
+/// Budgets, the cache and FAQ rules; their state in Redis when `link` is set.
+fn cost_control(
+    config: &Config,
+    link: Option<&Arc<RedisLink>>,
+    clock: Clock,
+    metrics: &Metrics,
+) -> (Faq, Budgets, Cache) {
+    let (spend, answers): (Arc<dyn SpendStore>, Arc<dyn AnswerStore>) = match link {
+        Some(link) => (
+            Arc::new(RedisSpend::new(link.clone())),
+            Arc::new(RedisCache::new(link.clone())),
+        ),
+        None => (
+            Arc::new(MemorySpend::new()),
+            Arc::new(MemoryCache::new(
+                config.cache.max_entries.get(),
+                config.cache.max_bytes.get(),
+                metrics.clone(),
+            )),
+        ),
+    };
+    let max_entry = usize::try_from(config.cache.max_bytes.get()).unwrap_or(usize::MAX);
+    (
+        Faq::new(&config.faq),
+        Budgets::new(config, spend, clock, metrics.clone()),
+        Cache::new(answers, max_entry, metrics.clone()),
+    )
 }
 
 impl App {
@@ -104,6 +126,16 @@ impl App {
         config: Config,
         extra: Router<AppState>,
     ) -> Result<Self, BuildError> {
+        Self::build_with(config, extra, budget::system_clock()).await
+    }
+
+    /// Like `build_with_routes`, with the wall clock budgets read (tests
+    /// stand at any date with their own).
+    pub async fn build_with(
+        config: Config,
+        extra: Router<AppState>,
+        clock: Clock,
+    ) -> Result<Self, BuildError> {
         let addr = format!("{}:{}", config.server.host, config.server.port);
         let listener = TcpListener::bind(&addr)
             .await
@@ -111,9 +143,22 @@ impl App {
         let metrics = Metrics::new();
         let client = providers::http_client()?;
         let catalog = Catalog::build(&config, &client, &metrics);
+        // The check sets `redis_url` exactly when `backend = "redis"`: one
+        // connection for every kind of shared state.
+        let link = match &config.state.redis_url {
+            Some(url) => Some(
+                RedisLink::start(url, config.state.on_redis_error, metrics.clone())
+                    .map_err(BuildError::Redis)?,
+            ),
+            None => None,
+        };
+        let (faq, budgets, cache) = cost_control(&config, link.as_ref(), clock, &metrics);
         let state = AppState::new(Shared {
             keys: Arc::new(KeyStore::new(&config.auth)),
-            limiter: limiter(&config, &metrics)?,
+            limiter: limiter(&config, link.as_ref()),
+            faq,
+            budgets,
+            cache,
             catalog: Arc::new(catalog),
             interactions: InteractionLog::start(&config.interaction_log, metrics.clone()),
             metrics: metrics.clone(),

@@ -33,6 +33,14 @@ pub struct Message {
     pub content: String,
 }
 
+impl Message {
+    /// The message's text (what FAQ rules and the cache read; content
+    /// blocks will join their text parts here).
+    pub fn text(&self) -> &str {
+        &self.content
+    }
+}
+
 /// A message as it arrives on the wire, before its role and content are checked.
 #[derive(Debug, Deserialize)]
 pub struct WireMessage {

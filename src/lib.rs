@@ -1,11 +1,15 @@
 //! chatgate: a small, fast, hard-to-break gateway between chat frontends and LLM providers.
 
 pub mod app;
+pub mod budget;
+pub mod cache;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod cost;
 pub mod dispatch;
 pub mod error;
+pub mod faq;
 pub mod interaction_log;
 pub mod limiter;
 pub mod metrics;
@@ -13,6 +17,7 @@ pub mod middleware;
 pub mod models;
 pub mod providers;
 pub mod redact;
+pub mod redis_link;
 pub mod resilience;
 pub mod routes;
 pub mod shutdown;

@@ -93,6 +93,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
                 .get::<Arrival>()
                 .map_or_else(tokio::time::Instant::now, |a| a.0),
             report: parts.extensions.get::<Arc<StreamReport>>().cloned(),
+            cache: parts
+                .headers
+                .get(axum::http::header::CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok())
+                .map(crate::cache::Directive::parse)
+                .unwrap_or_default(),
         })
     }
 }

@@ -79,11 +79,20 @@ fn near_miss(path: &str) -> Option<&'static str> {
 }
 
 /// The common end of every chat answer: audit fields for the request log,
-/// `x-chatgate-degraded: true` on fallback answers, no caching, and
+/// `x-chatgate-degraded: true` on fallback answers, `x-chatgate-cache`,
+/// `x-chatgate-cost-usd` on whole answers, no caching by proxies, and
 /// `x-accel-buffering: no` so proxies pass streams through as they come.
 fn finish(mut response: Response, served: &Served, usage: Option<Usage>) -> Response {
-    response.extensions_mut().insert(served.audit(usage));
+    let cost = usage.map(|u| served.cost(u));
+    response.extensions_mut().insert(served.audit(usage, cost));
     let headers = response.headers_mut();
+    headers.insert(
+        "x-chatgate-cache",
+        HeaderValue::from_static(served.cache.as_str()),
+    );
+    if let Some(cost) = cost {
+        headers.insert("x-chatgate-cost-usd", crate::cost::header(cost));
+    }
     if served.degraded {
         headers.insert("x-chatgate-degraded", HeaderValue::from_static("true"));
     }
