@@ -7,6 +7,7 @@ mod cancellation;
 mod cli;
 mod config;
 mod config_production;
+mod cost;
 mod errors;
 mod first_run;
 mod hostile_client;
