@@ -98,6 +98,9 @@ fn status_label(status: u16) -> SharedString {
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
+/// USD totals by (provider, upstream model, client key id).
+type Costs = std::collections::BTreeMap<(Arc<str>, Arc<str>, String), f64>;
+
 /// The app's metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -107,7 +110,7 @@ pub struct Metrics {
     state_errors: Counter,
     interactions_dropped: Counter,
     /// `chatgate_cost_usd_total` by (provider, model, key id): bounded by config.
-    costs: Arc<std::sync::Mutex<std::collections::BTreeMap<(Arc<str>, Arc<str>, String), f64>>>,
+    costs: Arc<std::sync::Mutex<Costs>>,
 }
 
 impl Metrics {

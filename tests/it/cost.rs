@@ -10,11 +10,11 @@ use crate::support::*;
 const EVENING: u64 = 1_741_647_600;
 /// 2025-03-31 12:00:00 UTC: half a day before the month ends.
 const MONTH_END_NOON: u64 = 1_743_422_400;
-const OTHER_KEY: &str = "other-test-key";
+pub(crate) const OTHER_KEY: &str = "other-test-key";
 
 /// One OpenAI-compatible provider `up` serving `gpt-x` at $1 in / $2 out per
 /// million tokens, as model `default`, plus a second client key `other`.
-fn priced(up: &Upstream, extra: &str) -> String {
+pub(crate) fn priced(up: &Upstream, extra: &str) -> String {
     format!(
         "{}\n[providers.up.prices]\n\"gpt-x\" = {{ input = 1.0, output = 2.0 }}\n\
          [models.default]\ntargets = [\"up:gpt-x\"]\n{extra}\n\
@@ -31,7 +31,7 @@ async fn app_at(toml: &str, secs: u64) -> (TestApp, TestClock) {
     (app, clock)
 }
 
-async fn chat_as(app: &TestApp, key: &str, body: Value) -> reqwest::Response {
+pub(crate) async fn chat_as(app: &TestApp, key: &str, body: Value) -> reqwest::Response {
     app.client
         .post(app.url("/api/v1/chat"))
         .bearer_auth(key)
@@ -41,7 +41,7 @@ async fn chat_as(app: &TestApp, key: &str, body: Value) -> reqwest::Response {
         .unwrap()
 }
 
-fn hello() -> Value {
+pub(crate) fn hello() -> Value {
     json!({"messages": say("hello")})
 }
 
@@ -297,7 +297,7 @@ async fn an_invalid_faq_regex_is_a_config_problem() {
     );
 }
 
-fn cached_toml(up: &Upstream, extra: &str) -> String {
+pub(crate) fn cached_toml(up: &Upstream, extra: &str) -> String {
     priced(up, &format!("cache_ttl = \"10m\"\n{extra}"))
 }
 

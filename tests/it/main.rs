@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod config_production;
 mod cost;
+mod cost_redis;
 mod errors;
 mod first_run;
 mod hostile_client;
