@@ -415,3 +415,45 @@ async fn an_answer_larger_than_the_cache_is_not_stored() {
     assert_eq!(cache_header(&app.chat(hello()).await).await, "miss");
     assert_eq!(up.calls(), 2);
 }
+
+#[tokio::test]
+async fn the_readme_support_bot_example_loads_and_answers_its_faq() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("### A worked example: a support bot")
+        .nth(1)
+        .unwrap();
+    let toml = section
+        .split("```toml")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let up = Upstream::openai().await;
+    let toml = format!(
+        "{toml}\n[providers.openai]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"TEST_UPSTREAM_KEY\"\n",
+        up.base_url()
+    );
+    let mut env = upstream_env();
+    env.push(("CHATGATE_SUPPORT_WIDGET_KEY", "widget-key"));
+    let app = spawn_app_with_env(&toml, &env).await;
+    let r = chat_as(
+        &app,
+        "widget-key",
+        json!({"model": "support", "messages": say("When do you deliver?")}),
+    )
+    .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["provider_model"], "delivery-hours");
+    let r = chat_as(
+        &app,
+        "widget-key",
+        json!({"model": "support", "messages": say("Where is my order?")}),
+    )
+    .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["provider_model"], "order-status");
+    assert_eq!(up.calls(), 0);
+}
