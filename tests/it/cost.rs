@@ -237,6 +237,13 @@ async fn alerts_are_logged_once_per_fraction_per_window() {
     assert_eq!(alerts[0]["window"], "day");
     assert_eq!(alerts[0]["cap"], 50.0);
     assert_eq!(alerts[1]["spent"], 24.0);
+    let logged: Vec<Value> = running
+        .events()
+        .into_iter()
+        .filter(|e| e["message"] == "request" && e["route"] == "/api/v1/chat")
+        .collect();
+    assert_eq!(logged.len(), 4);
+    assert_eq!(logged[0]["cost_usd"], 0.000019, "{:?}", logged[0]);
     running.stop().await;
 }
 
@@ -456,4 +463,32 @@ async fn the_readme_support_bot_example_loads_and_answers_its_faq() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["provider_model"], "order-status");
     assert_eq!(up.calls(), 0);
+}
+
+#[tokio::test]
+async fn a_finished_stream_is_stored_and_a_broken_one_is_not() {
+    let up = Upstream::openai().await;
+    up.push([
+        Reply::BrokenStream(vec!["half".into()]),
+        Reply::stream(&["whole ", "answer"]),
+    ]);
+    let app = spawn_app_with_env(&cached_toml(&up, ""), &upstream_env()).await;
+    let streamed = json!({"messages": say("hello"), "stream": true});
+    let r = app.chat(streamed.clone()).await;
+    assert_eq!(cache_header(&r).await, "miss");
+    let _ = r.text().await;
+    let r = app.chat(streamed).await;
+    assert_eq!(
+        cache_header(&r).await,
+        "miss",
+        "the broken stream was not stored"
+    );
+    assert_eq!(
+        delta_text(&parse_sse(&r.text().await.unwrap())),
+        "whole answer"
+    );
+    let v: Value = app.chat(hello()).await.json().await.unwrap();
+    assert_eq!(v["cached"], true, "the finished stream was stored");
+    assert_eq!(v["message"]["content"], "whole answer");
+    assert_eq!(up.calls(), 2);
 }
