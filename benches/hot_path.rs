@@ -103,6 +103,7 @@ fn model() -> Model {
         max_tokens: Some(400),
         system_prompt: Some("You are a helpful support assistant.".into()),
         fallback_message: None,
+        cache_ttl: None,
     }
 }
 
@@ -284,6 +285,93 @@ fn full_stack(c: &mut Criterion) {
     drop((app, app_no_auth));
 }
 
+/// Cost control's per-request work: the cache key and a hit, and the budget
+/// check (memory; Redis when `CHATGATE_BENCH_REDIS_URL` names a server).
+fn cost_control(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let budgets = [
+        ("CHATGATE_MODELS__DEFAULT__CACHE_TTL", "10m"),
+        ("CHATGATE_BUDGETS__TOKENS_PER_DAY", "1000000000"),
+        ("CHATGATE_BUDGETS__PER_USER_TOKENS_PER_DAY", "1000000"),
+        ("CHATGATE_AUTH__KEYS__BENCH__TOKENS_PER_DAY", "100000000"),
+    ];
+    let (app, _) = build_app(&rt, &budgets);
+    let state = app.state().clone();
+    let model = state.catalog.get("default").unwrap().clone();
+    let json: serde_json::Value = serde_json::from_str(CHAT_BODY).unwrap();
+    let (req, _) = serde_json::from_value::<ClientBody>(json)
+        .unwrap()
+        .into_request()
+        .unwrap();
+    let upstream = model.upstream_request(&req, "bench");
+    let mut g = c.benchmark_group("cost_control");
+    g.bench_function("cache_key", |b| {
+        b.iter(|| chatgate::cache::key(Some("bench"), &model.name, black_box(&upstream)))
+    });
+    rt.block_on(async {
+        let miss = state
+            .cache
+            .lookup(Some("bench"), &model, &upstream, Default::default())
+            .await;
+        let entry = chatgate::cache::Entry {
+            content: "Lisbon in May is mild and sunny.".repeat(8),
+            finish_reason: "stop".into(),
+            provider: Some("mock".into()),
+            provider_model: Some("echo".into()),
+        };
+        state.cache.put(miss.store.unwrap(), entry).await;
+    });
+    g.bench_function("cache_lookup_hit", |b| {
+        b.iter(|| {
+            let hit = rt.block_on(state.cache.lookup(
+                Some("bench"),
+                &model,
+                &upstream,
+                Default::default(),
+            ));
+            assert!(hit.hit.is_some());
+        })
+    });
+    g.bench_function("budget_check_memory", |b| {
+        b.iter(|| {
+            rt.block_on(state.budgets.check(Some("bench"), Some("user-1")))
+                .unwrap()
+        })
+    });
+    if let Ok(url) = std::env::var("CHATGATE_BENCH_REDIS_URL") {
+        let mut with_redis = budgets.to_vec();
+        with_redis.push(("CHATGATE_STATE__BACKEND", "redis"));
+        with_redis.push(("CHATGATE_REDIS_URL", url.leak()));
+        let (redis_app, _) = build_app(&rt, &with_redis);
+        let redis_state = redis_app.state().clone();
+        // Wait (bounded) for the connection: until then checks use the fallback.
+        rt.block_on(async {
+            for _ in 0..100 {
+                if redis_state.limiter.degraded().is_none() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        assert!(
+            redis_state.limiter.degraded().is_none(),
+            "redis not reachable"
+        );
+        g.bench_function("budget_check_redis", |b| {
+            b.iter(|| {
+                rt.block_on(redis_state.budgets.check(Some("bench"), Some("user-1")))
+                    .unwrap()
+            })
+        });
+        drop(redis_app);
+    }
+    g.finish();
+    drop(app);
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -294,6 +382,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = config();
-    targets = auth, limiter, request, translate, full_stack
+    targets = auth, limiter, request, translate, full_stack, cost_control
 }
 criterion_main!(hot_path);

@@ -44,6 +44,14 @@ METRICS = HISTOGRAMS | {
     "chatgate_state_errors_total",
     "chatgate_interaction_log_dropped_total",
     "chatgate_trace_spans_dropped_total",
+    # Cost control (README "Control cost").
+    "chatgate_cost_usd_total",
+    "chatgate_budget_used_ratio",
+    "chatgate_budget_exceeded_total",
+    "chatgate_cache_requests_total",
+    "chatgate_cache_entries",
+    "chatgate_cache_bytes",
+    "chatgate_faq_answers_total",
 }
 METRIC_RE = re.compile(r"\bchatgate_[a-z0-9_]+\b")
 SEVERITIES = {"critical", "warning"}

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -18,12 +18,16 @@ use tokio::sync::{mpsc, watch};
 use tower::ServiceExt;
 use tracing::Span;
 
+use crate::budget::{self, Clock, MemorySpend, RedisSpend, SpendStore};
+use crate::cache::{AnswerStore, MemoryCache, RedisCache};
 use crate::config::{Config, LoadOptions};
 use crate::limiter::{Limiter, MemoryLimiter, RedisLimiter};
 use crate::meters::Metrics;
 use crate::middleware::body_guard;
 use crate::providers;
-use crate::reload::{Live, ReloadHandle};
+use crate::redis_link::RedisLink;
+use crate::reload::ReloadHandle;
+use crate::reload::{Live, Stores};
 use crate::state::AppState;
 
 /// How often histogram samples are folded into buckets.
@@ -54,27 +58,45 @@ pub struct App {
     live: Arc<Live>,
 }
 
-fn limiter(config: &Config, metrics: &Metrics) -> Result<Arc<dyn Limiter>, BuildError> {
+fn limiter(config: &Config, link: Option<&Arc<RedisLink>>) -> Arc<dyn Limiter> {
     let ip_rate = crate::limiter::ip_rate(config);
     let key_rates = crate::limiter::key_rates(config);
-    // The check sets `redis_url` exactly when `backend = "redis"`.
-    match &config.state.redis_url {
-        Some(url) => {
-            let limiter = RedisLimiter::new(
-                url,
-                ip_rate,
-                key_rates,
-                config.state.on_redis_error,
-                metrics.clone(),
-            )
-            .map_err(BuildError::Redis)?;
-            Ok(limiter)
-        }
+    match link {
+        Some(link) => RedisLimiter::new(link.clone(), ip_rate, key_rates),
         None => {
             let limiter = MemoryLimiter::new(ip_rate, key_rates);
             limiter.spawn_eviction();
-            Ok(limiter)
+            limiter
         }
+    }
+}
+
+/// Where spend and cached answers live, for as long as the app does (a
+/// reload keeps them): in Redis when `link` is set, else in this process.
+fn stores(
+    config: &Config,
+    link: Option<&Arc<RedisLink>>,
+    clock: Clock,
+    metrics: &Metrics,
+) -> Stores {
+    let (spend, answers): (Arc<dyn SpendStore>, Arc<dyn AnswerStore>) = match link {
+        Some(link) => (
+            Arc::new(RedisSpend::new(link.clone())),
+            Arc::new(RedisCache::new(link.clone())),
+        ),
+        None => (
+            Arc::new(MemorySpend::new()),
+            Arc::new(MemoryCache::new(
+                config.cache.max_entries.get(),
+                config.cache.max_bytes.get(),
+                metrics.clone(),
+            )),
+        ),
+    };
+    Stores {
+        spend,
+        answers,
+        clock,
     }
 }
 
@@ -93,6 +115,16 @@ impl App {
         Self::build_reloadable(config, None, extra).await
     }
 
+    /// Like `build_with_routes`, with the wall clock budgets read (tests
+    /// stand at any date with their own).
+    pub async fn build_with(
+        config: Config,
+        extra: Router<AppState>,
+        clock: Clock,
+    ) -> Result<Self, BuildError> {
+        Self::build_full(config, None, extra, clock).await
+    }
+
     /// Like `build_with_routes`; with `opts` (the layers `config` was loaded
     /// from) the app can reload its config (see `reload`).
     pub async fn build_reloadable(
@@ -100,16 +132,32 @@ impl App {
         opts: Option<LoadOptions>,
         extra: Router<AppState>,
     ) -> Result<Self, BuildError> {
+        Self::build_full(config, opts, extra, budget::system_clock()).await
+    }
+
+    async fn build_full(
+        config: Config,
+        opts: Option<LoadOptions>,
+        extra: Router<AppState>,
+        clock: Clock,
+    ) -> Result<Self, BuildError> {
         let addr = format!("{}:{}", config.server.host, config.server.port);
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| BuildError::Bind { addr, source })?;
         let metrics = Metrics::new();
         let client = providers::http_client()?;
-        let limiter = limiter(&config, &metrics)?;
-        let started_at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        // The check sets `redis_url` exactly when `backend = "redis"`: one
+        // connection for every kind of shared state.
+        let link = match &config.state.redis_url {
+            Some(url) => Some(
+                RedisLink::start(url, config.state.on_redis_error, metrics.clone())
+                    .map_err(BuildError::Redis)?,
+            ),
+            None => None,
+        };
+        let limiter = limiter(&config, link.as_ref());
+        let stores = stores(&config, link.as_ref(), clock, &metrics);
         let live = Live::start(
             config,
             opts,
@@ -117,7 +165,7 @@ impl App {
             metrics.clone(),
             client,
             limiter,
-            started_at,
+            stores,
         );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(METRICS_UPKEEP);

@@ -644,6 +644,19 @@ impl FinishReason {
         FinishReason::Other(word.chars().take(Self::MAX_OTHER).collect())
     }
 
+    /// Back from [`FinishReason::native`] (what the response cache stores).
+    pub fn from_native(word: &str) -> Self {
+        match word {
+            "stop" => FinishReason::Stop,
+            "length" => FinishReason::Length,
+            "tool_calls" => FinishReason::ToolCalls("tool_calls"),
+            "tool_use" => FinishReason::ToolCalls("tool_use"),
+            "content_filter" => FinishReason::ContentFilter("content_filter"),
+            "refusal" => FinishReason::ContentFilter("refusal"),
+            other => FinishReason::other(other),
+        }
+    }
+
     /// The native route's word: `stop`, `length`, or the provider's own word.
     pub fn native(&self) -> &str {
         match self {

@@ -8,7 +8,7 @@
 //! | [`Arrival`]         | `request_log::log_request` (request)               | `routes::extract` → [`Ctx::started`] (deadlines)     |
 //! | `Arc<StreamReport>` | `request_log::log_request` (request)               | `dispatch` fills it; `request_log` reads it at body end |
 //! | [`KeyId`]           | `auth::require_key` (request and response)         | `rate_limit::per_key`, [`Ctx`], `request_log`        |
-//! | [`Served`]          | `routes::finish`, `dispatch::Refusal` (response)   | `request_log` (model, provider, tokens, degraded)    |
+//! | [`Served`]          | `routes::finish`, `dispatch::Refusal` (response)   | `request_log` (model, provider, tokens, cost, degraded) |
 //! | [`ErrorInfo`]       | `ApiError::into_response`, `error_body` (response) | `error_body` (JSON body), `request_log` (outcome)    |
 //!
 //! `ErrorInfo` is defined beside `ApiError` (which builds it) and re-exported
@@ -22,6 +22,7 @@ use std::sync::{Arc, OnceLock};
 use tokio::time::Instant;
 
 use crate::chat::Usage;
+use crate::config::Price;
 pub use crate::error::ErrorInfo;
 
 /// The resolved client IP (see `middleware::client_ip`).
@@ -45,6 +46,11 @@ pub struct Ctx {
     pub started: Instant,
     /// Where a stream reports how it ended, for the request log.
     pub report: Option<Arc<StreamReport>>,
+    /// The client's `Cache-Control` (`no-cache`, `no-store`).
+    pub cache: Directive,
+    /// The verified end user (a JWT subject); `None` for static keys, whose
+    /// end user is the request's `user` field.
+    pub end_user: Option<Arc<str>>,
 }
 
 /// Which model and target answered a chat, and with how many tokens (for
@@ -58,9 +64,39 @@ pub struct Served {
     pub degraded: bool,
     /// A whole answer's tokens; a stream's come in its [`StreamEnd`].
     pub usage: Option<Usage>,
+    /// The answering target's price: zero for fallbacks, FAQ answers and cache hits.
+    pub price: Price,
+    /// Answered from the response cache.
+    pub cached: bool,
+    /// `x-chatgate-cache`.
+    pub cache: CacheStatus,
 }
 
 impl Served {
+    /// Which model a chat named, before anything answered it.
+    pub fn model(model: Arc<str>) -> Self {
+        Self {
+            model,
+            provider: None,
+            provider_model: None,
+            degraded: false,
+            usage: None,
+            price: Price::default(),
+            cached: false,
+            cache: CacheStatus::Bypass,
+        }
+    }
+
+    /// What an answer of `usage` cost.
+    pub fn cost(&self, usage: Usage) -> f64 {
+        crate::cost::of(self.price, usage)
+    }
+
+    /// A whole answer's cost (`None` for streams and failed chats).
+    pub fn cost_usd(&self) -> Option<f64> {
+        self.usage.map(|u| self.cost(u))
+    }
+
     /// `Success`, or `Degraded` for the fallback message.
     pub fn outcome(&self) -> Outcome {
         if self.degraded {
@@ -83,6 +119,7 @@ pub struct StreamReport {
 pub struct StreamEnd {
     pub outcome: Outcome,
     pub usage: Option<Usage>,
+    pub cost_usd: Option<f64>,
 }
 
 impl StreamReport {
@@ -171,5 +208,51 @@ mod tests {
             assert_eq!(Outcome::of_error(code).as_str(), code);
         }
         assert_eq!(Outcome::of_error("timeout"), Outcome::Timeout);
+    }
+}
+
+/// `x-chatgate-cache` (and the `result` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    Hit,
+    /// Looked up, not found: a provider was called (and its answer stored).
+    Miss,
+    /// Not cacheable, or the client asked not to use the cache.
+    Bypass,
+}
+
+impl CacheStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheStatus::Hit => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Bypass => "bypass",
+        }
+    }
+}
+
+/// What the client's `Cache-Control` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Directive {
+    #[default]
+    Normal,
+    /// Do not answer from the cache; still store the fresh answer.
+    NoCache,
+    /// Neither answer from the cache nor store.
+    NoStore,
+}
+
+impl Directive {
+    /// From a `Cache-Control` value (`no-store` wins over `no-cache`).
+    pub fn parse(value: &str) -> Self {
+        let mut out = Self::Normal;
+        for part in value.split(',').map(|p| p.trim().to_ascii_lowercase()) {
+            match part.as_str() {
+                "no-store" => return Self::NoStore,
+                "no-cache" => out = Self::NoCache,
+                _ => {}
+            }
+        }
+        out
     }
 }

@@ -54,6 +54,13 @@ pub enum ApiError {
         /// Which limit refused; `None` for a bare 429 from elsewhere.
         scope: Option<RateLimitScope>,
     },
+    /// A token or USD budget is spent: `scope` is `key`, `user` or
+    /// `gateway`, `window` `day` or `month`; it resets after `retry_after`.
+    BudgetExceeded {
+        scope: &'static str,
+        window: &'static str,
+        retry_after: Duration,
+    },
     /// A provider answered with something unusable.
     UpstreamError,
     /// Every target failed.
@@ -182,6 +189,14 @@ impl ApiError {
                 }
                 .into(),
             ),
+            BudgetExceeded { scope, window, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "budget_exceeded",
+                format!(
+                    "the {scope} budget for this UTC {window} is spent; retry after the {window} ends"
+                )
+                .into(),
+            ),
             UpstreamError => (
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",
@@ -259,7 +274,8 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::RateLimited { retry_after, .. } => {
+            ApiError::RateLimited { retry_after, .. }
+            | ApiError::BudgetExceeded { retry_after, .. } => {
                 response.headers_mut().insert(
                     header::RETRY_AFTER,
                     HeaderValue::from(retry_after_secs(*retry_after)),

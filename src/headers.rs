@@ -12,6 +12,10 @@ pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub const DEGRADED: HeaderName = HeaderName::from_static("x-chatgate-degraded");
 /// `no`, so proxies (nginx) pass a stream through as it comes.
 pub const ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+/// `hit`, `miss` or `bypass`: how the response cache took part.
+pub const CACHE: HeaderName = HeaderName::from_static("x-chatgate-cache");
+/// What a whole answer cost, in USD.
+pub const COST_USD: HeaderName = HeaderName::from_static("x-chatgate-cost-usd");
 
 /// The request id a response or log line names ("" when there is none:
 /// the request-id layers always set one before anything reads it).

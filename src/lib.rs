@@ -1,12 +1,16 @@
 //! chatgate: a small, fast, hard-to-break gateway between chat frontends and LLM providers.
 
 pub mod app;
+pub mod budget;
+pub mod cache;
 pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod cost;
 pub mod dispatch;
 pub mod error;
+pub mod faq;
 pub mod headers;
 pub mod interaction_log;
 pub mod limiter;
@@ -16,6 +20,7 @@ pub mod models;
 pub mod otel;
 pub mod providers;
 pub mod redact;
+pub mod redis_link;
 pub mod reload;
 pub mod resilience;
 pub mod routes;

@@ -34,6 +34,14 @@ pub static TRACE_SPANS_DROPPED_COUNT: std::sync::atomic::AtomicU64 =
 // Rollout (issue 15).
 pub const CONFIG_RELOADS: &str = "chatgate_config_reloads_total";
 pub const CONFIG_INFO: &str = "chatgate_config_info";
+// Cost control.
+pub const COST_USD: &str = "chatgate_cost_usd_total";
+pub const BUDGET_USED: &str = "chatgate_budget_used_ratio";
+pub const BUDGET_EXCEEDED: &str = "chatgate_budget_exceeded_total";
+pub const CACHE_REQUESTS: &str = "chatgate_cache_requests_total";
+pub const CACHE_ENTRIES: &str = "chatgate_cache_entries";
+pub const CACHE_BYTES: &str = "chatgate_cache_bytes";
+pub const FAQ_ANSWERS: &str = "chatgate_faq_answers_total";
 
 /// Histogram buckets sized for LLM calls: 10 ms to 120 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -87,6 +95,9 @@ fn status_label(status: u16) -> SharedString {
 static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
+/// USD totals by (provider, upstream model, client key id).
+type Costs = std::collections::BTreeMap<(Arc<str>, Arc<str>, String), f64>;
+
 /// The app's metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -99,6 +110,8 @@ pub struct Metrics {
     /// The running config's hash: `chatgate_config_info` is rendered from it
     /// (the recorder cannot drop a series, and the old hash must go).
     config_hash: Arc<std::sync::Mutex<String>>,
+    /// `chatgate_cost_usd_total` by (provider, model, key id): bounded by config.
+    costs: Arc<std::sync::Mutex<Costs>>,
 }
 
 impl Metrics {
@@ -182,6 +195,7 @@ impl Metrics {
             interactions_dropped,
             trace_spans_dropped,
             config_hash: Arc::default(),
+            costs: Arc::default(),
         }
     }
 
@@ -304,6 +318,7 @@ impl Metrics {
         self.trace_spans_dropped
             .absolute(TRACE_SPANS_DROPPED_COUNT.load(std::sync::atomic::Ordering::Relaxed));
         let mut text = self.handle.render();
+        self.render_costs(&mut text);
         let hash = self
             .config_hash
             .lock()
@@ -337,5 +352,109 @@ impl Metrics {
     /// Drains histogram samples into their buckets; called on a timer.
     pub fn upkeep(&self) {
         self.handle.run_upkeep();
+    }
+}
+
+/// Cost control: spend, budgets, the response cache and FAQ answers. Every
+/// label set is bounded: providers, models, configured key ids, FAQ rules.
+impl Metrics {
+    /// `cost` USD of one answer; `key_id` is a configured key's id (`none` without auth).
+    pub fn cost(
+        &self,
+        provider: &Arc<str>,
+        model: &Arc<str>,
+        key_id: Option<&Arc<str>>,
+        cost: f64,
+    ) {
+        let key = (
+            provider.clone(),
+            model.clone(),
+            key_id.map_or_else(|| "none".to_owned(), |k| k.to_string()),
+        );
+        let mut costs = self
+            .costs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *costs.entry(key).or_insert(0.0) += cost;
+    }
+
+    /// `chatgate_cost_usd_total` in the text format: the exporter's counters
+    /// count whole numbers, and a USD total needs fractions.
+    fn render_costs(&self, out: &mut String) {
+        use std::fmt::Write;
+        let costs = self
+            .costs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if costs.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "# HELP {COST_USD} USD spent on answers, by provider, upstream model and client key id"
+        );
+        let _ = writeln!(out, "# TYPE {COST_USD} counter");
+        for ((provider, model, key), usd) in costs.iter() {
+            let _ = writeln!(
+                out,
+                "{COST_USD}{{provider=\"{}\",model=\"{}\",key_id=\"{}\"}} {usd}",
+                escape(provider),
+                escape(model),
+                escape(key)
+            );
+        }
+    }
+
+    /// `scope`: `gateway` or `key:<id>`; `window`: `day` or `month`.
+    pub fn budget_used(&self, scope: String, window: &'static str, ratio: f64) {
+        let labels = vec![Label::new("scope", scope), Label::new("window", window)];
+        self.recorder
+            .register_gauge(&Key::from_parts(BUDGET_USED, labels), &METADATA)
+            .set(ratio);
+    }
+
+    /// `scope`: `gateway`, `key` or `user`.
+    pub fn budget_exceeded(&self, scope: &'static str) {
+        self.counter(BUDGET_EXCEEDED, vec![Label::new("scope", scope)])
+            .increment(1);
+    }
+
+    /// `result`: `hit`, `miss` or `bypass`.
+    pub fn cache_request(&self, model: &Arc<str>, result: &'static str) {
+        let labels = vec![
+            Label::new("model", SharedString::from(model.clone())),
+            Label::new("result", result),
+        ];
+        self.counter(CACHE_REQUESTS, labels).increment(1);
+    }
+
+    /// The memory cache's size now.
+    pub fn cache_size(&self, entries: u64, bytes: u64) {
+        for (name, v) in [(CACHE_ENTRIES, entries), (CACHE_BYTES, bytes)] {
+            self.recorder
+                .register_gauge(&Key::from_static_name(name), &METADATA)
+                .set(v as f64);
+        }
+    }
+
+    pub fn faq_answer(&self, rule: &Arc<str>) {
+        self.counter(
+            FAQ_ANSWERS,
+            vec![Label::new("rule", SharedString::from(rule.clone()))],
+        )
+        .increment(1);
+    }
+}
+
+/// A label value in the text format: `\\`, `"` and newlines escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::chat::{ChatRequest, Message};
-use crate::config::{Config, ProviderConfig, ProviderKind};
+use crate::config::{Config, Price, ProviderConfig, ProviderKind};
 use crate::meters::Metrics;
 use crate::providers::{self, Provider, ProviderRequest};
 use crate::resilience::circuit::{Circuit, CircuitState};
@@ -48,6 +48,8 @@ pub struct ProviderHandle {
 pub struct Target {
     pub provider: Arc<ProviderHandle>,
     pub model: Arc<str>,
+    /// USD per million tokens; zero when unpriced (and for the mock).
+    pub price: Price,
 }
 
 /// A client-facing model.
@@ -57,6 +59,8 @@ pub struct Model {
     pub max_tokens: Option<u32>,
     pub system_prompt: Option<String>,
     pub fallback_message: Option<String>,
+    /// How long answers are reused; `None`: never cached.
+    pub cache_ttl: Option<Duration>,
 }
 
 impl Model {
@@ -147,9 +151,17 @@ impl Catalog {
                 let targets = m
                     .targets
                     .iter()
-                    .map(|t| Target {
-                        provider: Arc::clone(&providers[t.provider.as_str()]),
-                        model: Arc::from(t.model.as_str()),
+                    .map(|t| {
+                        let p = &config.providers[t.provider.as_str()];
+                        let price = match p.kind {
+                            ProviderKind::Mock => Price::default(),
+                            _ => p.prices.get(&t.model).copied().unwrap_or_default(),
+                        };
+                        Target {
+                            provider: Arc::clone(&providers[t.provider.as_str()]),
+                            model: Arc::from(t.model.as_str()),
+                            price,
+                        }
                     })
                     .collect();
                 let model = Model {
@@ -158,6 +170,7 @@ impl Catalog {
                     max_tokens: m.max_tokens.map(std::num::NonZeroU32::get),
                     system_prompt: m.system_prompt.clone(),
                     fallback_message: m.fallback_message.clone(),
+                    cache_ttl: m.cache_ttl,
                 };
                 (name.clone(), Arc::new(model))
             })

@@ -6,7 +6,10 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::budget::Budgets;
+use crate::cache::Cache;
 use crate::config::Config;
+use crate::faq::Faq;
 use crate::interaction_log::InteractionLog;
 use crate::limiter::Limiter;
 use crate::meters::Metrics;
@@ -40,6 +43,10 @@ pub struct Shared {
     pub limiter: Arc<dyn Limiter>,
     pub metrics: Metrics,
     pub interactions: Option<InteractionLog>,
+    /// Cost control: FAQ rules, budgets and the response cache.
+    pub faq: Faq,
+    pub budgets: Budgets,
+    pub cache: Cache,
     /// Set when shutdown begins: readiness turns 503 before connections drain.
     pub shutting_down: Arc<AtomicBool>,
     /// Unix seconds at start-up (`created` of `/api/v1/models`).

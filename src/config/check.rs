@@ -33,6 +33,9 @@ pub(super) struct Raw {
     tracing: TracingConfig,
     reload: ReloadConfig,
     admin: RawAdmin,
+    budgets: BudgetsConfig,
+    cache: CacheConfig,
+    faq: Vec<FaqRule>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -72,6 +75,10 @@ struct RawClientKey {
     env: Option<String>,
     requests_per_minute: Option<NonZeroU32>,
     burst: Option<NonZeroU32>,
+    usd_per_day: Option<Usd>,
+    usd_per_month: Option<Usd>,
+    tokens_per_day: Option<std::num::NonZeroU64>,
+    tokens_per_month: Option<std::num::NonZeroU64>,
 }
 
 /// What the check hands back besides the config: warnings for start-up logs
@@ -134,6 +141,12 @@ pub(super) fn check(
             source,
             requests_per_minute: key.requests_per_minute,
             burst: key.burst,
+            budget: Caps {
+                usd_per_day: key.usd_per_day,
+                usd_per_month: key.usd_per_month,
+                tokens_per_day: key.tokens_per_day,
+                tokens_per_month: key.tokens_per_month,
+            },
         };
         if production && *checked.hash() == dev_hash {
             bad(
@@ -153,6 +166,7 @@ pub(super) fn check(
             source,
             requests_per_minute: None,
             burst: None,
+            budget: Default::default(),
         };
         // An admin key that is also a client key would let every frontend
         // reconfigure the gateway.
@@ -293,6 +307,15 @@ pub(super) fn check(
             }
         }
     }
+    cost_control(
+        &raw.models,
+        &raw.budgets,
+        &raw.faq,
+        &providers,
+        &keys,
+        &mut bad,
+        &mut warnings,
+    );
     if !raw.models.contains_key(&raw.chat.default_model) {
         bad(
             "chat.default_model".into(),
@@ -367,6 +390,9 @@ pub(super) fn check(
         tracing: raw.tracing,
         reload: raw.reload,
         admin: AdminConfig { keys: admin_keys },
+        budgets: raw.budgets,
+        cache: raw.cache,
+        faq: raw.faq,
         sources,
     };
     Ok((config, warnings))
@@ -416,6 +442,84 @@ fn key_source(
                 None
             }
         },
+    }
+}
+
+/// Cost control's cross-field rules: every targeted model has a price (a
+/// warning, or a problem once USD budgets exist: an unpriced answer would
+/// spend nothing), a positive `cache_ttl`, and FAQ rules that can match.
+fn cost_control(
+    models: &BTreeMap<String, ModelConfig>,
+    budgets: &BudgetsConfig,
+    faq: &[FaqRule],
+    providers: &BTreeMap<String, ProviderConfig>,
+    keys: &BTreeMap<String, ClientKeyConfig>,
+    bad: &mut impl FnMut(String, String),
+    warnings: &mut Vec<String>,
+) {
+    let usd_budgets = budgets.caps().has_usd() || keys.values().any(|k| k.budget.has_usd());
+    let mut unpriced = BTreeSet::new();
+    for (name, m) in models {
+        if m.cache_ttl.is_some_and(|t| t.is_zero()) {
+            bad(
+                format!("models.{name}.cache_ttl"),
+                "must be greater than zero (leave it out to not cache)".into(),
+            );
+        }
+        for t in &m.targets {
+            let Some(p) = providers.get(&t.provider) else {
+                continue;
+            };
+            if p.kind != ProviderKind::Mock && !p.prices.contains_key(&t.model) {
+                unpriced.insert((t.provider.as_str(), t.model.as_str()));
+            }
+        }
+    }
+    for (provider, model) in unpriced {
+        let path = format!("providers.{provider}.prices.\"{model}\"");
+        if usd_budgets {
+            bad(path, "no price, but USD budgets are set".into());
+        } else {
+            warnings.push(format!(
+                "{path}: no price; its answers are counted as costing 0"
+            ));
+        }
+    }
+    let mut names = BTreeSet::new();
+    for (i, rule) in faq.iter().enumerate() {
+        let path = format!("faq[{i}]");
+        if rule.name.trim().is_empty() {
+            bad(format!("{path}.name"), "must not be empty".into());
+        } else if !names.insert(rule.name.as_str()) {
+            bad(
+                format!("{path}.name"),
+                format!("`{}` is already the name of an earlier rule", rule.name),
+            );
+        }
+        match (rule.phrases.is_empty(), &rule.regex) {
+            (true, None) => bad(path.clone(), "set `phrases` or `regex`".into()),
+            (false, Some(_)) => bad(
+                path.clone(),
+                "set either `phrases` or `regex`, not both".into(),
+            ),
+            _ => {}
+        }
+        for (j, phrase) in rule.phrases.iter().enumerate() {
+            if super::cost::normalise(phrase).is_empty() {
+                bad(
+                    format!("{path}.phrases[{j}]"),
+                    "has no letters or digits, so it would match every message".into(),
+                );
+            }
+        }
+        for model in rule.models.iter().flatten() {
+            if !models.contains_key(model) {
+                bad(
+                    format!("{path}.models"),
+                    format!("no model named `{model}` under [models]"),
+                );
+            }
+        }
     }
 }
 

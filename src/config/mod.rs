@@ -10,12 +10,17 @@
 //! cross-field rules applied), so building the app from it cannot fail.
 
 mod check;
+mod cost;
 mod env;
 mod load;
 mod problem;
 mod secrets;
 mod values;
 
+pub use cost::{
+    BudgetsConfig, CacheConfig, Caps, FaqRegex, FaqRule, Fraction, Price, Usd,
+    normalise as faq_normalise,
+};
 pub use env::Environment;
 pub use load::{LoadOptions, Sources, load};
 pub use problem::Problem;
@@ -71,6 +76,9 @@ pub struct Config {
     pub tracing: TracingConfig,
     pub reload: ReloadConfig,
     pub admin: AdminConfig,
+    pub budgets: BudgetsConfig,
+    pub cache: CacheConfig,
+    pub faq: Vec<FaqRule>,
     /// Not a config key: what the loader read, and what it warns about.
     #[serde(rename = "layers")]
     pub sources: Sources,
@@ -133,6 +141,8 @@ pub struct ClientKeyConfig {
     pub requests_per_minute: Option<NonZeroU32>,
     /// Burst for the per-key bucket; `None`: `requests_per_minute` (a minute's worth at once).
     pub burst: Option<NonZeroU32>,
+    /// This key's budgets (`usd_per_day`, …); empty: none.
+    pub budget: Caps,
 }
 
 /// Where a client key came from.
@@ -151,6 +161,7 @@ impl ClientKeyConfig {
             source: KeySource::Sha256(hash),
             requests_per_minute: None,
             burst: None,
+            budget: Caps::default(),
         }
     }
 
@@ -176,6 +187,8 @@ impl Serialize for ClientKeyConfig {
             requests_per_minute: Option<NonZeroU32>,
             #[serde(skip_serializing_if = "Option::is_none")]
             burst: Option<NonZeroU32>,
+            #[serde(flatten)]
+            budget: &'a Caps,
         }
         let (sha256, env, key) = match &self.source {
             KeySource::Sha256(_) => (Some(secrets::REDACTED), None, None),
@@ -191,6 +204,7 @@ impl Serialize for ClientKeyConfig {
             key,
             requests_per_minute: self.requests_per_minute,
             burst: self.burst,
+            budget: &self.budget,
         }
         .serialize(s)
     }
@@ -302,6 +316,9 @@ pub struct ProviderConfig {
     pub circuit_failure_threshold: NonZeroU32,
     #[serde(default = "defaults::circuit_cooldown", with = "duration")]
     pub circuit_cooldown: Duration,
+    /// USD per million tokens, by upstream model name.
+    #[serde(default)]
+    pub prices: BTreeMap<String, Price>,
     /// Set by the check from `kind`, `base_url` and `api_key_env`; never deserialized.
     #[serde(skip)]
     pub upstream: Upstream,
@@ -366,6 +383,8 @@ impl Serialize for ProviderConfig {
             circuit_failure_threshold: NonZeroU32,
             #[serde(with = "duration")]
             circuit_cooldown: Duration,
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            prices: &'a BTreeMap<String, Price>,
         }
         let api_key = self.api_key_env.as_deref().map(|var| match self.api_key() {
             Some(_) => format!("{} from {var}", secrets::REDACTED),
@@ -382,6 +401,7 @@ impl Serialize for ProviderConfig {
             backoff_max: self.backoff_max,
             circuit_failure_threshold: self.circuit_failure_threshold,
             circuit_cooldown: self.circuit_cooldown,
+            prices: &self.prices,
         }
         .serialize(s)
     }
@@ -423,6 +443,9 @@ pub struct ModelConfig {
     pub max_tokens: Option<NonZeroU32>,
     pub system_prompt: Option<String>,
     pub fallback_message: Option<String>,
+    /// Opt-in response cache: how long an answer of this model is reused.
+    #[serde(with = "values::duration_opt", skip_serializing_if = "Option::is_none")]
+    pub cache_ttl: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

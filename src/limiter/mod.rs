@@ -5,7 +5,7 @@ mod memory;
 mod redis;
 
 pub use memory::MemoryLimiter;
-pub use redis::{RedisLimiter, RedisLink};
+pub use redis::RedisLimiter;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -117,11 +117,6 @@ pub trait Limiter: Send + Sync {
     /// The same backend with new rates (a config reload): the state of every
     /// bucket whose rate did not change carries over.
     fn reconfigure(&self, ip_rate: Rate, key_rates: HashMap<String, Rate>) -> Arc<dyn Limiter>;
-    /// The Redis connection, for other shared state (canary overrides): one
-    /// connection per replica, not one per feature.
-    fn redis(&self) -> Option<RedisLink> {
-        None
-    }
 }
 
 #[cfg(test)]

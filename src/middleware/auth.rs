@@ -118,6 +118,7 @@ mod tests {
                 },
                 requests_per_minute: None,
                 burst: None,
+                budget: Default::default(),
             },
         );
         KeyStore::new(&config)

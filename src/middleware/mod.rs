@@ -174,7 +174,13 @@ fn cors(origins: &[Origin]) -> Option<CorsLayer> {
             // Whatever the preflight asks for: the official JS SDKs send
             // `x-stainless-*` headers, and the origin list is what guards us.
             .allow_headers(AllowHeaders::mirror_request())
-            .expose_headers([headers::REQUEST_ID, header::RETRY_AFTER, headers::DEGRADED])
+            .expose_headers([
+                headers::REQUEST_ID,
+                header::RETRY_AFTER,
+                headers::DEGRADED,
+                headers::CACHE,
+                headers::COST_USD,
+            ])
             .max_age(CORS_MAX_AGE),
     )
 }

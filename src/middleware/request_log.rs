@@ -104,6 +104,10 @@ impl Drop for Line {
             .flatten()
             .and_then(|end| end.usage)
             .or(audit.and_then(|a| a.usage));
+        let cost_usd = stream
+            .flatten()
+            .and_then(|end| end.cost_usd)
+            .or(audit.and_then(Served::cost_usd));
         let _entered = self.span.enter();
         tracing::info!(
             target: "chatgate::request",
@@ -118,6 +122,7 @@ impl Drop for Line {
             provider = audit.and_then(|a| a.provider.as_deref()),
             input_tokens = usage.map(|u| u.input_tokens),
             output_tokens = usage.map(|u| u.output_tokens),
+            cost_usd,
             degraded = audit.map(|a| a.degraded),
             outcome = outcome.as_str(),
             "request"

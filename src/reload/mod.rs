@@ -27,7 +27,10 @@ pub mod handle;
 use handle::Request;
 pub use handle::{Outcome, ReloadHandle, Source, config_hash};
 
+use crate::budget::{Budgets, Clock, SpendStore};
+use crate::cache::{AnswerStore, Cache};
 use crate::config::{self, Config, LoadOptions, Problem};
+use crate::faq::Faq;
 use crate::interaction_log::InteractionLog;
 use crate::limiter::{self, Limiter};
 use crate::meters::Metrics;
@@ -43,8 +46,17 @@ const QUEUE: usize = 8;
 /// save or a ConfigMap swap is several events).
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
+/// Where spend and cached answers live: they outlive every config.
+pub struct Stores {
+    pub spend: Arc<dyn SpendStore>,
+    pub answers: Arc<dyn AnswerStore>,
+    /// The wall clock budgets read (tests set their own).
+    pub clock: Clock,
+}
+
 /// What outlives every config.
 struct Lasting {
+    stores: Stores,
     metrics: Metrics,
     client: reqwest::Client,
     shutting_down: Arc<AtomicBool>,
@@ -78,10 +90,15 @@ impl Live {
         metrics: Metrics,
         client: reqwest::Client,
         limiter: Arc<dyn Limiter>,
-        started_at: u64,
+        stores: Stores,
     ) -> Arc<Self> {
+        // Unix seconds at start-up (`created` of `/api/v1/models`).
+        let started_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let (tx, rx) = mpsc::channel(QUEUE);
         let lasting = Lasting {
+            stores,
             metrics,
             client,
             shutting_down: Arc::new(AtomicBool::new(false)),
@@ -199,7 +216,19 @@ fn build_state(
     catalog: Catalog,
     interactions: Option<InteractionLog>,
 ) -> AppState {
+    let stores = &lasting.stores;
+    let metrics = &lasting.metrics;
+    // Entries over the whole cache's size are never stored.
+    let max_entry = usize::try_from(config.cache.max_bytes.get()).unwrap_or(usize::MAX);
     AppState::new(Shared {
+        faq: Faq::new(&config.faq),
+        budgets: Budgets::new(
+            &config,
+            stores.spend.clone(),
+            stores.clock.clone(),
+            metrics.clone(),
+        ),
+        cache: Cache::new(stores.answers.clone(), max_entry, metrics.clone()),
         keys: Arc::new(KeyStore::new(&config.auth)),
         admin_keys: Arc::new(KeyStore::admin(&config.admin)),
         limiter,

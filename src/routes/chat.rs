@@ -65,7 +65,7 @@ struct Reply<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<OutMessage<'a>>,
     finish_reason: &'a str,
-    usage: Usage,
+    usage: UsageOut,
     cached: bool,
     degraded: bool,
 }
@@ -84,10 +84,22 @@ fn reply<'a>(
         provider_model: served.provider_model.as_deref(),
         message,
         finish_reason,
-        usage,
-        cached: false,
+        usage: UsageOut {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cost_usd: served.cost(usage),
+        },
+        cached: served.cached,
         degraded: served.degraded,
     }
+}
+
+/// Native `usage`: tokens and what they cost.
+#[derive(Serialize)]
+struct UsageOut {
+    input_tokens: u32,
+    output_tokens: u32,
+    cost_usd: f64,
 }
 
 pub fn chat_id() -> String {

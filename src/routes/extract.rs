@@ -86,6 +86,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
                 .get::<Arrival>()
                 .map_or_else(tokio::time::Instant::now, |a| a.0),
             report: parts.extensions.get::<Arc<StreamReport>>().cloned(),
+            cache: parts
+                .headers
+                .get(axum::http::header::CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok())
+                .map(crate::context::Directive::parse)
+                .unwrap_or_default(),
+            end_user: None,
         })
     }
 }

@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 
 use crate::context::Served;
 use crate::error::{ApiError, error_json};
-use crate::headers::{ACCEL_BUFFERING, DEGRADED};
+use crate::headers::{ACCEL_BUFFERING, CACHE, COST_USD, DEGRADED};
 use crate::middleware;
 use crate::providers::ProviderError;
 use crate::state::AppState;
@@ -73,11 +73,17 @@ fn near_miss(path: &str) -> Option<&'static str> {
 }
 
 /// The common end of every chat answer: [`Served`] for the request log,
-/// `x-chatgate-degraded: true` on fallback answers, no caching, and
+/// `x-chatgate-degraded: true` on fallback answers, `x-chatgate-cache`,
+/// `x-chatgate-cost-usd` on whole answers, no caching by proxies, and
 /// `x-accel-buffering: no` so proxies pass streams through as they come.
 fn finish(mut response: Response, served: &Served) -> Response {
+    let cost = served.cost_usd();
     response.extensions_mut().insert(served.clone());
     let headers = response.headers_mut();
+    headers.insert(CACHE, HeaderValue::from_static(served.cache.as_str()));
+    if let Some(cost) = cost {
+        headers.insert(COST_USD, crate::cost::header(cost));
+    }
     if served.degraded {
         headers.insert(DEGRADED, HeaderValue::from_static("true"));
     }

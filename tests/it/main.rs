@@ -9,6 +9,8 @@ mod compat;
 mod config;
 mod config_production;
 mod content_blocks;
+mod cost;
+mod cost_redis;
 mod errors;
 mod finish_reasons;
 mod first_run;

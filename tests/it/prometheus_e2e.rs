@@ -22,6 +22,8 @@ use crate::support::*;
 
 const METRICS_TOKEN: &str = "prometheus-e2e-scrape-token";
 const LIMITED_KEY: &str = "limited-key-for-429s";
+/// A key whose token budget the first answer spends (budget panels).
+const BUDGET_KEY: &str = "budgeted-key-for-refusals";
 /// The whole test, Prometheus start-up included.
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -208,12 +210,16 @@ async fn serve(good: &Upstream, bad: &Upstream) -> Running {
          [models.default]\ntargets = [\"good:m-good\"]\n\
          [models.broken]\ntargets = [\"bad:m-bad\"]\n\
          [models.failover]\ntargets = [\"bad:m-bad\", \"good:m-good\"]\n\
-         [auth.keys.limited]\nsha256 = \"{limited}\"\nrequests_per_minute = 1\n",
+         [models.cached]\ntargets = [\"good:m-good\"]\ncache_ttl = \"10m\"\n\
+         [auth.keys.limited]\nsha256 = \"{limited}\"\nrequests_per_minute = 1\n\
+         [auth.keys.budgeted]\nsha256 = \"{budgeted}\"\ntokens_per_day = 1\n\
+         [[faq]]\nname = \"hours\"\nphrases = [\"delivery hours\"]\nanswer = \"Mon-Sat.\"\n",
         good = Provider::openai("good", good).max_retries(0),
         bad = Provider::openai("bad", bad)
             .max_retries(1)
             .circuit(2, "10m"),
         limited = chatgate::config::sha256_hex(LIMITED_KEY),
+        budgeted = chatgate::config::sha256_hex(BUDGET_KEY),
     );
     Chatgate::with_config(&toml)
         .envs(upstream_env())
@@ -224,16 +230,30 @@ async fn serve(good: &Upstream, bad: &Upstream) -> Running {
 
 /// One round of the traffic every panel and alert needs: answers with
 /// tokens, 5xx from a failing provider (retries, then an open circuit), a
-/// failover (fallbacks), and 429s from a key's limit.
+/// failover (fallbacks), 429s from a key's limit and from a spent budget,
+/// cache misses then hits, and a FAQ answer.
 async fn traffic(gw: &Running) {
     let client = reqwest::Client::new();
-    let chat = |key: &'static str, model: &'static str| {
+    let ask = |key: &'static str, model: &'static str, text: &'static str| {
         client
             .post(gw.url("/api/v1/chat"))
             .bearer_auth(key)
-            .json(&json!({"model": model, "messages": say("hello")}))
+            .json(&json!({"model": model, "messages": say(text)}))
             .send()
     };
+    let chat = |key: &'static str, model: &'static str| ask(key, model, "hello");
+    // In order: the second of each pair sees what the first left (a cache
+    // entry, a spent budget).
+    for (key, model, text) in [
+        (KEY, "cached", "hello"),
+        (KEY, "cached", "hello"),
+        (BUDGET_KEY, "default", "hello"),
+        (BUDGET_KEY, "default", "hello"),
+        (KEY, "default", "what are your delivery hours?"),
+    ] {
+        let r = ask(key, model, text).await;
+        assert!(r.is_ok(), "{r:?}");
+    }
     let rounds = [
         chat(KEY, "default"),
         chat(KEY, "default"),

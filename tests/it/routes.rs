@@ -20,7 +20,10 @@ async fn native_chat_answers_with_the_mock_provider() {
     assert_eq!(v["provider"], "mock");
     assert_eq!(v["provider_model"], "echo");
     assert_eq!(v["finish_reason"], "stop");
-    assert_eq!(v["usage"], json!({"input_tokens": 2, "output_tokens": 3}));
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": 2, "output_tokens": 3, "cost_usd": 0.0})
+    );
     assert_eq!(v["cached"], false);
     assert_eq!(v["degraded"], false);
     assert!(v["id"].as_str().unwrap().starts_with("chat-"));
@@ -54,7 +57,10 @@ async fn openai_upstream_gets_the_translated_request_and_its_answer_comes_back()
     assert_eq!(v["message"]["content"], "Hi!");
     assert_eq!(v["provider"], "openai");
     assert_eq!(v["provider_model"], "gpt-4o-mini");
-    assert_eq!(v["usage"], json!({"input_tokens": 9, "output_tokens": 3}));
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": 9, "output_tokens": 3, "cost_usd": 0.0})
+    );
 
     let sent = &up.requests()[0];
     assert_eq!(sent.path, "/v1/chat/completions");
@@ -100,7 +106,10 @@ async fn anthropic_upstream_gets_system_field_max_tokens_and_headers() {
         .unwrap();
     assert_eq!(v["message"]["content"], "Bonjour");
     assert_eq!(v["finish_reason"], "length", "max_tokens maps to length");
-    assert_eq!(v["usage"], json!({"input_tokens": 11, "output_tokens": 2}));
+    assert_eq!(
+        v["usage"],
+        json!({"input_tokens": 11, "output_tokens": 2, "cost_usd": 0.0})
+    );
 
     let sent = &up.requests()[0];
     assert_eq!(sent.path, "/v1/messages");

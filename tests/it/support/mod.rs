@@ -137,6 +137,38 @@ pub async fn spawn_config_with_routes(
     serve(App::build_with_routes(config, extra).await.unwrap()).await
 }
 
+/// A wall clock a test sets: unix seconds.
+#[derive(Clone, Default)]
+pub struct TestClock(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl TestClock {
+    pub fn at(unix_secs: u64) -> Self {
+        let c = Self::default();
+        c.set(unix_secs);
+        c
+    }
+    pub fn set(&self, unix_secs: u64) {
+        self.0
+            .store(unix_secs, std::sync::atomic::Ordering::Relaxed);
+    }
+    pub fn clock(&self) -> chatgate::budget::Clock {
+        let secs = self.0.clone();
+        std::sync::Arc::new(move || {
+            std::time::UNIX_EPOCH
+                + Duration::from_secs(secs.load(std::sync::atomic::Ordering::Relaxed))
+        })
+    }
+}
+
+/// The app with its budgets reading `clock`.
+pub async fn spawn_config_with(
+    config: Config,
+    extra: axum::Router<chatgate::state::AppState>,
+    clock: chatgate::budget::Clock,
+) -> TestApp {
+    serve(App::build_with(config, extra, clock).await.unwrap()).await
+}
+
 /// Runs a built app until the test app is shut down or dropped.
 pub async fn serve(app: App) -> TestApp {
     let addr = app.local_addr().unwrap();

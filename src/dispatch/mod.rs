@@ -1,21 +1,27 @@
-//! The chat flow shared by both wire formats: resolve the model, call its
-//! targets through `resilience`, and observe the result: tokens are counted
-//! here, once, when an answer or a stream ends; what the request log needs
-//! goes into [`Served`]; the interaction log's line is written.
+//! The chat flow shared by both wire formats: resolve the model, take the
+//! request path's steps ([`steps`]: FAQ, budgets, cache), call its targets
+//! through `resilience`, and observe the result: tokens are counted here,
+//! once, when an answer or a stream ends; cost is accounted for; what the
+//! request log needs goes into [`Served`]; the interaction log's line is written.
+
+mod journal;
+mod steps;
 
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-use crate::chat::{ChatRequest, Completion, FinishReason, Message, StreamEvent, Usage};
+use crate::cache::CacheStatus;
+use crate::chat::{ChatRequest, Completion, FinishReason, StreamEvent, Usage};
 use crate::context::{Ctx, Outcome, Served, StreamEnd, StreamReport};
 use crate::error::ApiError;
-use crate::interaction_log::{Interaction, InteractionLog};
 use crate::models::{Model, Target};
 use crate::providers::{EventStream, ProviderError};
 use crate::resilience::{self, Answered, Complete, Failed, Failure, OpenStream};
 use crate::state::AppState;
+use journal::Journal;
+use steps::Path;
 
 pub struct Answer {
     pub served: Served,
@@ -88,13 +94,7 @@ fn failed(model: &Model, failed: Failed, journal: Option<Journal>) -> Refusal {
         let outcome = Outcome::of_error(error.info().code);
         j.write(None, String::new(), Usage::default(), outcome);
     }
-    let served = Served {
-        model: model.name.clone(),
-        provider: None,
-        provider_model: None,
-        degraded: false,
-        usage: None,
-    };
+    let served = Served::model(model.name.clone());
     Refusal {
         error,
         served: Some(served),
@@ -105,36 +105,48 @@ fn deadline(state: &AppState, ctx: &Ctx) -> Instant {
     ctx.started + state.config.server.request_timeout
 }
 
-fn served_by(model: &Model, target: &Target) -> Served {
+fn served_by(model: &Model, target: &Target, cache: CacheStatus) -> Served {
     Served {
-        model: model.name.clone(),
         provider: Some(target.provider.name.clone()),
         provider_model: Some(target.model.clone()),
-        degraded: false,
-        usage: None,
+        price: target.price,
+        cache,
+        ..Served::model(model.name.clone())
     }
 }
 
-fn degraded(model: &Model) -> Served {
+fn degraded(model: &Model, cache: CacheStatus) -> Served {
     Served {
-        model: model.name.clone(),
-        provider: None,
-        provider_model: None,
         degraded: true,
-        usage: None,
+        cache,
+        ..Served::model(model.name.clone())
     }
 }
 
 /// A whole answer (or the fallback message).
 pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<Answer, Refusal> {
     let model = resolve(state, req)?;
-    let upstream = model.upstream_request(req, &ctx.request_id);
+    let (upstream, cache, store) = match steps::admit(state, req, ctx, &model).await? {
+        Path::Faq(hit) => {
+            let (served, completion) = steps::faq_answer(&model, &hit);
+            return Ok(Answer { served, completion });
+        }
+        Path::Cached(entry) => {
+            let (served, completion) = steps::cached_answer(&model, &entry);
+            return Ok(Answer { served, completion });
+        }
+        Path::Call {
+            upstream,
+            cache,
+            store,
+        } => (upstream, cache, store),
+    };
     let journal = Journal::start(state, ctx, &model, &upstream.messages);
     let deadline = deadline(state, ctx);
     let answer =
         match resilience::call(&Complete, &model, &upstream, deadline, &state.metrics).await {
             Ok(Answered::By { target, value }) => {
-                let mut served = served_by(&model, &target);
+                let mut served = served_by(&model, &target, cache);
                 served.usage = Some(value.usage);
                 count_tokens(state, &served, value.usage);
                 Answer {
@@ -145,7 +157,7 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
             Ok(Answered::Fallback(message)) => Answer {
                 served: Served {
                     usage: Some(Usage::default()),
-                    ..degraded(&model)
+                    ..degraded(&model, cache)
                 },
                 completion: Completion::from_text(message, FinishReason::Stop, Usage::default()),
             },
@@ -160,13 +172,33 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
             answer.served.outcome(),
         );
     }
+    if !answer.served.degraded {
+        let usage = answer.completion.usage;
+        let user = steps::end_user(ctx, req);
+        steps::account(state, ctx.key_id.as_ref(), user, &answer.served, usage).await;
+        steps::store(state, store, &answer.served, &answer.completion).await;
+    }
     Ok(answer)
 }
 
 /// A stream whose first event has arrived (or the fallback message as a stream).
 pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<Streaming, Refusal> {
     let model = resolve(state, req)?;
-    let upstream = model.upstream_request(req, &ctx.request_id);
+    let (upstream, cache, store) = match steps::admit(state, req, ctx, &model).await? {
+        Path::Faq(hit) => {
+            let (served, completion) = steps::faq_answer(&model, &hit);
+            return Ok(steps::canned_stream(ctx, served, completion));
+        }
+        Path::Cached(entry) => {
+            let (served, completion) = steps::cached_answer(&model, &entry);
+            return Ok(steps::canned_stream(ctx, served, completion));
+        }
+        Path::Call {
+            upstream,
+            cache,
+            store,
+        } => (upstream, cache, store),
+    };
     let journal = Journal::start(state, ctx, &model, &upstream.messages);
     let deadline = deadline(state, ctx);
     let (served, events) =
@@ -178,7 +210,7 @@ pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<St
                 let idle = target.provider.policy.attempt_timeout;
                 let first = futures_util::stream::once(async move { Ok(first) });
                 (
-                    served_by(&model, &target),
+                    served_by(&model, &target, cache),
                     first.chain(resilience::guard(rest, deadline, idle)).boxed(),
                 )
             }
@@ -188,7 +220,10 @@ pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<St
                     usage: Usage::default(),
                 };
                 let events = vec![Ok(StreamEvent::Delta(message)), Ok(finished)];
-                (degraded(&model), futures_util::stream::iter(events).boxed())
+                (
+                    degraded(&model, cache),
+                    futures_util::stream::iter(events).boxed(),
+                )
             }
             Err(f) => return Err(failed(&model, f, journal)),
         };
@@ -202,6 +237,11 @@ pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<St
         ctx.report.clone(),
         events,
     );
+    let events = if served.degraded {
+        events
+    } else {
+        steps::account_stream(state.clone(), ctx, req, served.clone(), store, events)
+    };
     Ok(Streaming { served, events })
 }
 
@@ -281,7 +321,12 @@ impl Watch {
     /// Reports the end once (a stream ends after its first error).
     fn end(&mut self, outcome: Outcome, usage: Option<Usage>) {
         if let Some(r) = &self.report {
-            r.ended(StreamEnd { outcome, usage });
+            let cost_usd = usage.map(|u| self.served.cost(u));
+            r.ended(StreamEnd {
+                outcome,
+                usage,
+                cost_usd,
+            });
         }
         if let Some(j) = self.journal.take() {
             j.write(
@@ -291,69 +336,5 @@ impl Watch {
                 outcome,
             );
         }
-    }
-}
-
-/// The interaction-log line of one sampled chat, written when it ends.
-struct Journal {
-    log: InteractionLog,
-    request_id: String,
-    key_id: Option<Arc<str>>,
-    started: Instant,
-    model: Arc<str>,
-    messages: Arc<[Message]>,
-    /// At most this many characters of an answer are logged (`chat.max_message_chars`,
-    /// what one message may hold), so a long stream cannot grow the buffer without end.
-    answer_cap: usize,
-}
-
-impl Journal {
-    /// `None` when the log is off or this chat is not sampled.
-    fn start(
-        state: &AppState,
-        ctx: &Ctx,
-        model: &Model,
-        messages: &Arc<[Message]>,
-    ) -> Option<Self> {
-        let log = state.interactions.as_ref().filter(|log| log.sampled())?;
-        Some(Self {
-            log: log.clone(),
-            request_id: ctx.request_id.clone(),
-            key_id: ctx.key_id.clone(),
-            started: ctx.started,
-            model: model.name.clone(),
-            messages: messages.clone(),
-            answer_cap: state.config.chat.max_message_chars,
-        })
-    }
-
-    /// Appends `delta` to a streamed answer's `text` (`chars` characters so
-    /// far), up to the cap; past it, a delta costs nothing.
-    fn keep(&self, text: &mut String, chars: &mut usize, delta: &str) {
-        let room = self.answer_cap.saturating_sub(*chars);
-        if room == 0 {
-            return;
-        }
-        let before = text.len();
-        text.extend(delta.chars().take(room));
-        *chars += text[before..].chars().count();
-    }
-
-    fn write(self, provider: Option<Arc<str>>, answer: String, usage: Usage, outcome: Outcome) {
-        let answer = match answer.char_indices().nth(self.answer_cap) {
-            Some((at, _)) => answer[..at].to_owned(),
-            None => answer,
-        };
-        self.log.record(Interaction {
-            request_id: self.request_id,
-            key_id: self.key_id,
-            model: self.model,
-            provider,
-            usage,
-            latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            outcome,
-            messages: self.messages,
-            answer,
-        });
     }
 }
