@@ -20,6 +20,7 @@ use tower::ServiceExt;
 use tracing::Span;
 
 use crate::config::Config;
+use crate::guard::Guard;
 use crate::interaction_log::InteractionLog;
 use crate::limiter::{Limiter, MemoryLimiter, Rate, RedisLimiter};
 use crate::metrics::Metrics;
@@ -115,6 +116,7 @@ impl App {
             keys: Arc::new(KeyStore::new(&config.auth)),
             limiter: limiter(&config, &metrics)?,
             catalog: Arc::new(catalog),
+            guard: Arc::new(Guard::new(&config, &metrics)),
             interactions: InteractionLog::start(&config.interaction_log, metrics.clone()),
             metrics: metrics.clone(),
             shutting_down: Arc::new(AtomicBool::new(false)),

@@ -33,6 +33,17 @@ pub struct Message {
     pub content: String,
 }
 
+impl Message {
+    /// The message's text (accessors keep readers independent of how content is held).
+    pub fn text(&self) -> &str {
+        &self.content
+    }
+
+    pub fn text_mut(&mut self) -> &mut String {
+        &mut self.content
+    }
+}
+
 /// A message as it arrives on the wire, before its role and content are checked.
 #[derive(Debug, Deserialize)]
 pub struct WireMessage {

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::chat::{ChatRequest, Completion, Message, StreamEvent, Usage};
 use crate::error::ApiError;
+use crate::guard::{Blocked, Flags};
 use crate::interaction_log::{Interaction, InteractionLog};
 use crate::models::{Model, Target};
 use crate::providers::{EventStream, ProviderError};
@@ -26,12 +27,24 @@ pub struct Ctx {
     pub report: Option<Arc<StreamReport>>,
 }
 
+impl Ctx {
+    /// Where the guard notes `flag` matches for this request's log lines.
+    fn flags(&self) -> Flags {
+        self.report
+            .as_ref()
+            .map(|r| r.flags.clone())
+            .unwrap_or_default()
+    }
+}
+
 /// How a stream ended, filled by the stream itself and read by the request
 /// log when the response body ends (a stream's line is written then).
 #[derive(Debug, Default)]
 pub struct StreamReport {
     streaming: AtomicBool,
     end: OnceLock<StreamEnd>,
+    /// Guard rules with `action = "flag"` that matched (whole answers too).
+    pub flags: Flags,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +100,8 @@ impl Served {
 pub struct Answer {
     pub served: Served,
     pub completion: Completion,
+    /// The guard's verdict: a blocked answer is never sent nor cached.
+    pub blocked: Option<Blocked>,
 }
 
 pub struct Streaming {
@@ -179,6 +194,8 @@ fn degraded(model: &Model) -> Served {
 /// A whole answer (or the fallback message).
 pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<Answer, Refusal> {
     let model = resolve(state, req)?;
+    let flags = ctx.flags();
+    let req = &*state.guard.admit(req, &flags)?;
     let upstream = model.upstream_request(req, &ctx.request_id);
     let journal = Journal::start(state, ctx, &model, &upstream.messages);
     let answer = match resilience::call(
@@ -193,6 +210,7 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
         Ok(Outcome::Answer { target, value }) => Answer {
             served: served_by(&model, &target),
             completion: value,
+            blocked: None,
         },
         Ok(Outcome::Fallback(message)) => Answer {
             served: degraded(&model),
@@ -201,6 +219,7 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
                 finish_reason: "stop".into(),
                 usage: Usage::default(),
             },
+            blocked: None,
         },
         Err(f) => {
             if let Some(j) = journal {
@@ -209,21 +228,42 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
             return Err(failed(&model, f));
         }
     };
+    let mut answer = answer;
+    answer.blocked = state
+        .guard
+        .screen_answer(&model.name, &answer.completion.content, &flags);
     if let Some(j) = journal {
         let c = &answer.completion;
+        let outcome = match answer.blocked {
+            Some(_) => BLOCKED,
+            None => answer.served.outcome(),
+        };
         j.write(
             answer.served.provider.clone(),
             c.content.clone(),
             c.usage,
-            answer.served.outcome(),
+            outcome,
         );
+    }
+    if let Some(blocked) = &answer.blocked {
+        // Tokens were spent upstream even though the answer is withheld.
+        let audit = answer.served.audit(Some(answer.completion.usage));
+        return Err(Refusal {
+            error: blocked.error(),
+            audit: Some(audit),
+        });
     }
     Ok(answer)
 }
 
+/// The interaction log's `outcome` of an answer the guard withheld.
+const BLOCKED: &str = "blocked";
+
 /// A stream whose first event has arrived (or the fallback message as a stream).
 pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<Streaming, Refusal> {
     let model = resolve(state, req)?;
+    let flags = ctx.flags();
+    let req = &*state.guard.admit(req, &flags)?;
     let upstream = model.upstream_request(req, &ctx.request_id);
     let journal = Journal::start(state, ctx, &model, &upstream.messages);
     let deadline = deadline(state, ctx);
@@ -258,6 +298,7 @@ pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<St
     if let Some(report) = &ctx.report {
         report.streaming.store(true, Ordering::Relaxed);
     }
+    let events = state.guard.screen_stream(&model.name, events, flags);
     let events = observe(
         state.metrics.clone(),
         served.clone(),
@@ -319,17 +360,19 @@ fn observe(
                 }
                 Err(error) => {
                     tracing::warn!(%error, "stream ended with an error after it began");
-                    let timeout = matches!(error, ProviderError::Timeout);
+                    // The code of the `error` event the client gets, and the interaction log's outcome.
+                    let (code, outcome) = match error {
+                        ProviderError::Timeout => ("timeout", "timeout"),
+                        ProviderError::Blocked(_) => ("content_blocked", BLOCKED),
+                        _ => ("upstream_error", "error"),
+                    };
                     if let Some(r) = &report {
-                        // The code of the `error` event the client gets.
-                        let code = if timeout { "timeout" } else { "upstream_error" };
                         r.ended(StreamEnd {
                             outcome: code,
                             usage: None,
                         });
                     }
                     if let Some(j) = journal.take() {
-                        let outcome = if timeout { "timeout" } else { "error" };
                         j.write(
                             served.provider.clone(),
                             std::mem::take(&mut text),
@@ -352,6 +395,7 @@ struct Journal {
     started: Instant,
     model: Arc<str>,
     messages: Arc<[Message]>,
+    flags: Flags,
     /// At most this many characters of an answer are logged (`chat.max_message_chars`,
     /// what one message may hold), so a long stream cannot grow the buffer without end.
     answer_cap: usize,
@@ -373,6 +417,7 @@ impl Journal {
             started: ctx.started,
             model: model.name.clone(),
             messages: messages.clone(),
+            flags: ctx.flags(),
             answer_cap: state.config.chat.max_message_chars,
         })
     }
@@ -409,6 +454,7 @@ impl Journal {
             latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             outcome,
             messages: self.messages,
+            flags: self.flags.names(),
             answer,
         });
     }

@@ -26,6 +26,8 @@ pub struct Interaction {
     pub latency_ms: u64,
     pub outcome: &'static str,
     pub messages: Arc<[Message]>,
+    /// Guard rules with `action = "flag"` that matched.
+    pub flags: Vec<Arc<str>>,
     pub answer: String,
 }
 
@@ -41,6 +43,8 @@ struct Line<'a> {
     latency_ms: u64,
     outcome: &'a str,
     messages: Vec<LineMessage>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    flags: Vec<&'a str>,
     answer: String,
 }
 
@@ -69,9 +73,10 @@ impl Interaction {
                 .iter()
                 .map(|m| LineMessage {
                     role: m.role.as_str(),
-                    content: redact(&m.content),
+                    content: redact(m.text()),
                 })
                 .collect(),
+            flags: self.flags.iter().map(|f| &**f).collect(),
             answer: redact(&self.answer),
         };
         serde_json::to_string(&line).ok()

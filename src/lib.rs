@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod error;
+pub mod guard;
 pub mod interaction_log;
 pub mod limiter;
 pub mod metrics;

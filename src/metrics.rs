@@ -22,6 +22,7 @@ pub const RATE_LIMITED: &str = "chatgate_rate_limited_total";
 pub const TOKENS: &str = "chatgate_tokens_total";
 pub const STATE_ERRORS: &str = "chatgate_state_errors_total";
 pub const INTERACTIONS_DROPPED: &str = "chatgate_interaction_log_dropped_total";
+pub const GUARD_MATCHES: &str = "chatgate_guard_matches_total";
 
 /// Histogram buckets sized for LLM calls: 10 ms to 120 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -139,6 +140,10 @@ impl Metrics {
             (
                 INTERACTIONS_DROPPED,
                 "Interaction-log lines dropped because the writer queue was full",
+            ),
+            (
+                GUARD_MATCHES,
+                "Guard rule matches (and system-prompt leaks), by rule and action (block, flag)",
             ),
         ] {
             recorder.describe_counter(name.into(), None, help.into());
@@ -269,6 +274,18 @@ impl Metrics {
 
     pub fn interaction_dropped(&self) {
         self.interactions_dropped.increment(1);
+    }
+
+    /// The counter of one guard rule (`rule` names come from the config, so
+    /// the series are bounded by it); registered once, at start.
+    pub fn guard_match(&self, rule: &str, action: &'static str) -> Counter {
+        self.counter(
+            GUARD_MATCHES,
+            vec![
+                Label::new("rule", rule.to_owned()),
+                Label::new("action", action),
+            ],
+        )
     }
 
     /// The gauge of one provider's circuit breaker.

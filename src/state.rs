@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::Config;
+use crate::guard::Guard;
 use crate::interaction_log::InteractionLog;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
@@ -32,6 +33,8 @@ impl Deref for AppState {
 pub struct Shared {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
+    /// Content safety: sanitising, guard rules, the leak check.
+    pub guard: Arc<Guard>,
     pub keys: Arc<KeyStore>,
     pub limiter: Arc<dyn Limiter>,
     pub metrics: Metrics,

@@ -30,6 +30,8 @@ pub(super) struct Raw {
     state: StateConfig,
     interaction_log: InteractionLogConfig,
     chat: ChatConfig,
+    guard: GuardConfig,
+    output: OutputConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,6 +326,16 @@ pub(super) fn check(
         );
     }
 
+    let mut guard = raw.guard;
+    match guard::compile(&guard.rules) {
+        Ok(sets) => guard.sets = sets,
+        Err(problems) => {
+            for p in problems {
+                bad(p.path, p.message);
+            }
+        }
+    }
+
     if !out.is_empty() {
         return Err(out);
     }
@@ -342,6 +354,8 @@ pub(super) fn check(
         state,
         interaction_log: raw.interaction_log,
         chat: raw.chat,
+        guard,
+        output: raw.output,
         sources,
     };
     Ok((config, warnings))

@@ -11,12 +11,14 @@
 
 mod check;
 mod env;
+pub mod guard;
 mod load;
 mod problem;
 mod secrets;
 mod values;
 
 pub use env::Environment;
+pub use guard::{GuardConfig, OutputConfig};
 pub use load::{LoadOptions, Sources, load};
 pub use problem::Problem;
 pub use secrets::sha256_hex;
@@ -68,6 +70,8 @@ pub struct Config {
     pub state: StateConfig,
     pub interaction_log: InteractionLogConfig,
     pub chat: ChatConfig,
+    pub guard: GuardConfig,
+    pub output: OutputConfig,
     /// Not a config key: what the loader read, and what it warns about.
     #[serde(rename = "layers")]
     pub sources: Sources,

@@ -121,6 +121,7 @@ impl Drop for Line {
             .flatten()
             .and_then(|end| end.usage)
             .or(audit.and_then(|a| a.usage));
+        let flags = self.report.flags.joined();
         let _entered = self.span.enter();
         tracing::info!(
             target: "chatgate::request",
@@ -136,6 +137,7 @@ impl Drop for Line {
             input_tokens = usage.map(|u| u.input_tokens),
             output_tokens = usage.map(|u| u.output_tokens),
             degraded = audit.map(|a| a.degraded),
+            flags = flags.as_deref(),
             outcome,
             "request"
         );

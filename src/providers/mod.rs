@@ -73,6 +73,10 @@ pub enum ProviderError {
     /// A body that does not parse or breaks the provider API's shape.
     #[error("unusable answer: {0}")]
     Decode(String),
+    /// Not the upstream's doing: the gateway's guard ended the stream at this
+    /// rule (an output rule or the system-prompt leak check).
+    #[error("blocked by guard rule {0}")]
+    Blocked(Arc<str>),
 }
 
 /// What to do after a failed attempt.
@@ -100,6 +104,7 @@ impl ProviderError {
                 _ => Class::Failed,
             },
             ProviderError::Decode(_) => Class::Failed,
+            ProviderError::Blocked(_) => Class::ClientError,
         }
     }
 

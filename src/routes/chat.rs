@@ -102,6 +102,15 @@ pub async fn chat(
 ) -> Result<Response, dispatch::Refusal> {
     let req = body.into_request()?;
     let id = chat_id();
+    // Native route only: the OpenAI route's clients expect the text as it is.
+    let escape = state.config.output.escape_html;
+    let shown = move |text: String| -> String {
+        if escape {
+            crate::guard::escape_html_owned(text)
+        } else {
+            text
+        }
+    };
     let response = if req.stream {
         let streaming = dispatch::stream(&state, &req, &ctx).await?;
         let served = streaming.served.clone();
@@ -111,7 +120,7 @@ pub async fn chat(
                 Ok(match event {
                     Ok(StreamEvent::Delta(text)) => Event::default()
                         .event("delta")
-                        .json_data(serde_json::json!({ "content": text }))
+                        .json_data(serde_json::json!({ "content": shown(text) }))
                         .unwrap_or_default(),
                     Ok(StreamEvent::Finished {
                         finish_reason,
@@ -133,13 +142,17 @@ pub async fn chat(
     } else {
         let answer = dispatch::complete(&state, &req, &ctx).await?;
         let c = &answer.completion;
+        let content = match escape {
+            true => crate::guard::escape_html(&c.content),
+            false => std::borrow::Cow::Borrowed(c.content.as_str()),
+        };
         let reason = normalize_finish_reason(&c.finish_reason);
         let body = reply(
             &id,
             &answer.served,
             Some(OutMessage {
                 role: Role::Assistant.as_str(),
-                content: &c.content,
+                content: &content,
             }),
             &reason,
             c.usage,
