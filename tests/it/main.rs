@@ -9,6 +9,7 @@ mod config;
 mod config_production;
 mod errors;
 mod first_run;
+mod guard;
 mod hostile_client;
 mod hostile_upstream;
 mod interaction_log;
