@@ -294,6 +294,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = config();
-    targets = auth, limiter, request, translate, full_stack
+    targets = auth, limiter, request, guard, translate, full_stack
 }
 criterion_main!(hot_path);

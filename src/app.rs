@@ -116,7 +116,9 @@ impl App {
             keys: Arc::new(KeyStore::new(&config.auth)),
             limiter: limiter(&config, &metrics)?,
             catalog: Arc::new(catalog),
-            guard: Arc::new(Guard::new(&config, &metrics)),
+            guard: Arc::new(Guard::new(&config, |rule, action| {
+                metrics.guard_match(rule, action)
+            })),
             interactions: InteractionLog::start(&config.interaction_log, metrics.clone()),
             metrics: metrics.clone(),
             shutting_down: Arc::new(AtomicBool::new(false)),

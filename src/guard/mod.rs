@@ -27,7 +27,6 @@ use crate::chat::{ChatRequest, Role, StreamEvent};
 use crate::config::Config;
 use crate::config::guard::{Action, GuardRule, LEAK_RULE, RuleSets, SideRules, SystemMessages};
 use crate::error::ApiError;
-use crate::metrics::Metrics;
 use crate::providers::{EventStream, ProviderError};
 
 /// The guard's verdict on an answer: which rule blocked it.
@@ -79,7 +78,7 @@ struct Rule {
     name: Arc<str>,
     action: Action,
     /// `chatgate_guard_matches_total{rule,action}`, registered at start.
-    matches: metrics::Counter,
+    matches: ::metrics::Counter,
 }
 
 pub struct Guard {
@@ -91,16 +90,21 @@ pub struct Guard {
     /// `block_system_prompt_leak` is on.
     leaks: HashMap<String, Arc<LeakIndex>>,
     leak_name: Arc<str>,
-    leak_matches: metrics::Counter,
+    leak_matches: ::metrics::Counter,
 }
 
 impl Guard {
-    pub fn new(config: &Config, metrics: &Metrics) -> Self {
+    /// `counter(rule, action)` registers one series of
+    /// `chatgate_guard_matches_total` (`Metrics::guard_match`).
+    pub fn new(
+        config: &Config,
+        counter: impl Fn(&str, &'static str) -> ::metrics::Counter,
+    ) -> Self {
         let g = &config.guard;
         let rule = |r: &GuardRule| Rule {
             name: Arc::from(r.name.as_str()),
             action: r.action,
-            matches: metrics.guard_match(&r.name, r.action.as_str()),
+            matches: counter(&r.name, r.action.as_str()),
         };
         let leaks = if g.block_system_prompt_leak {
             config
@@ -121,7 +125,7 @@ impl Guard {
             sets: g.sets.clone(),
             leaks,
             leak_name: Arc::from(LEAK_RULE),
-            leak_matches: metrics.guard_match(LEAK_RULE, Action::Block.as_str()),
+            leak_matches: counter(LEAK_RULE, Action::Block.as_str()),
         }
     }
 

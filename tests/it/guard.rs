@@ -563,7 +563,7 @@ fn the_shipped_rules_only_flag_and_each_catches_the_phrasing_its_comment_names()
     let config = chatgate::config::load(&opts).unwrap();
     assert!(config.guard.rules.len() >= 5);
     assert!(config.guard.rules.iter().all(|r| r.action == Action::Flag));
-    let guard = Guard::new(&config, &chatgate::metrics::Metrics::new());
+    let guard = Guard::new(&config, |_, _| metrics::Counter::noop());
     let flagged = |text: &str| {
         let req = ChatRequest {
             messages: vec![Message {
