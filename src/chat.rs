@@ -148,6 +148,50 @@ fn texts(blocks: &[Block]) -> impl Iterator<Item = &str> {
     })
 }
 
+impl Message {
+    /// Whether `f` holds for any text the message carries: its text blocks
+    /// and its tool results' text.
+    pub fn any_text(&self, mut f: impl FnMut(&str) -> bool) -> bool {
+        fn walk(blocks: &[Block], f: &mut impl FnMut(&str) -> bool) -> bool {
+            blocks.iter().any(|b| match b {
+                Block::Text(t) => f(t),
+                Block::ToolResult {
+                    content: ToolOutput::Text(t),
+                    ..
+                } => f(t),
+                Block::ToolResult {
+                    content: ToolOutput::Blocks(bs),
+                    ..
+                } => walk(bs, f),
+                _ => false,
+            })
+        }
+        walk(&self.blocks, &mut f)
+    }
+
+    /// Every text the message carries (as [`Message::any_text`] sees them),
+    /// for cleaning in place.
+    pub fn for_each_text_mut(&mut self, mut f: impl FnMut(&mut String)) {
+        fn walk(blocks: &mut [Block], f: &mut impl FnMut(&mut String)) {
+            for b in blocks {
+                match b {
+                    Block::Text(t) => f(t),
+                    Block::ToolResult {
+                        content: ToolOutput::Text(t),
+                        ..
+                    } => f(t),
+                    Block::ToolResult {
+                        content: ToolOutput::Blocks(bs),
+                        ..
+                    } => walk(bs, f),
+                    _ => {}
+                }
+            }
+        }
+        walk(&mut self.blocks, &mut f);
+    }
+}
+
 /// A message as it arrives on the wire, before its role and content are checked.
 #[derive(Debug, Deserialize)]
 pub struct WireMessage {

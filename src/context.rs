@@ -17,7 +17,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tokio::time::Instant;
 
@@ -72,6 +72,16 @@ pub struct Served {
     pub cache: CacheStatus,
 }
 
+impl Ctx {
+    /// Where the guard notes `flag` matches for this request's log lines.
+    pub fn flags(&self) -> Flags {
+        self.report
+            .as_ref()
+            .map(|r| r.flags.clone())
+            .unwrap_or_default()
+    }
+}
+
 impl Served {
     /// Which model a chat named, before anything answered it.
     pub fn model(model: Arc<str>) -> Self {
@@ -113,6 +123,8 @@ impl Served {
 pub struct StreamReport {
     streaming: AtomicBool,
     end: OnceLock<StreamEnd>,
+    /// Guard rules with `action = "flag"` that matched (whole answers too).
+    pub flags: Flags,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -254,5 +266,34 @@ impl Directive {
             }
         }
         out
+    }
+}
+
+/// The `flag` rules that matched one request, input and output, for its
+/// request-log line and interaction-log line. Shared by the request's
+/// steps; bounded by the number of rules (each name is kept once).
+#[derive(Debug, Clone, Default)]
+pub struct Flags(Arc<Mutex<Vec<Arc<str>>>>);
+
+impl Flags {
+    /// Notes that `rule` matched (once per request).
+    pub fn add(&self, rule: &Arc<str>) {
+        let mut names = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if !names.contains(rule) {
+            names.push(rule.clone());
+        }
+    }
+
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// `a,b` for the request log (a log field is a string; names have no commas).
+    pub fn joined(&self) -> Option<String> {
+        let names = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (!names.is_empty()).then(|| names.join(","))
     }
 }

@@ -39,6 +39,12 @@ pub enum ApiError {
         param: &'static str,
     },
     Unauthorized,
+    /// A guard rule with `action = "block"` (or the system-prompt leak check)
+    /// matched the request or, with `answer`, the answer. Names the rule, never the text.
+    ContentBlocked {
+        rule: std::sync::Arc<str>,
+        answer: bool,
+    },
     /// No such route; `hint` is a known route the path nearly matched.
     NotFound {
         hint: Option<&'static str>,
@@ -143,6 +149,15 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "missing or invalid API key".into(),
+            ),
+            ContentBlocked { rule, answer } => (
+                StatusCode::BAD_REQUEST,
+                "content_blocked",
+                format!(
+                    "the {} was blocked by guard rule `{rule}`",
+                    if *answer { "answer" } else { "request" }
+                )
+                .into(),
             ),
             NotFound { hint: None } => (StatusCode::NOT_FOUND, "not_found", "no such route".into()),
             NotFound { hint: Some(route) } => (

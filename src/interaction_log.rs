@@ -27,6 +27,8 @@ pub struct Interaction {
     pub latency_ms: u64,
     pub outcome: Outcome,
     pub messages: Arc<[Message]>,
+    /// Guard rules with `action = "flag"` that matched.
+    pub flags: Vec<Arc<str>>,
     pub answer: String,
 }
 
@@ -42,6 +44,8 @@ struct Line<'a> {
     latency_ms: u64,
     outcome: &'a str,
     messages: Vec<LineMessage>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    flags: Vec<&'a str>,
     answer: String,
 }
 
@@ -73,6 +77,7 @@ impl Interaction {
                     content: redact(&m.text()),
                 })
                 .collect(),
+            flags: self.flags.iter().map(|f| &**f).collect(),
             answer: redact(&self.answer),
         };
         serde_json::to_string(&line).ok()

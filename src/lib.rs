@@ -11,6 +11,7 @@ pub mod cost;
 pub mod dispatch;
 pub mod error;
 pub mod faq;
+pub mod guard;
 pub mod headers;
 pub mod interaction_log;
 pub mod limiter;

@@ -42,6 +42,7 @@ pub const CACHE_REQUESTS: &str = "chatgate_cache_requests_total";
 pub const CACHE_ENTRIES: &str = "chatgate_cache_entries";
 pub const CACHE_BYTES: &str = "chatgate_cache_bytes";
 pub const FAQ_ANSWERS: &str = "chatgate_faq_answers_total";
+pub const GUARD_MATCHES: &str = "chatgate_guard_matches_total";
 
 /// Histogram buckets sized for LLM calls: 10 ms to 120 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -158,6 +159,10 @@ impl Metrics {
             (
                 TRACE_SPANS_DROPPED,
                 "Trace spans dropped: export queue full or the OTLP collector failing",
+            ),
+            (
+                GUARD_MATCHES,
+                "Guard rule matches (and system-prompt leaks), by rule and action (block, flag)",
             ),
         ] {
             recorder.describe_counter(name.into(), None, help.into());
@@ -300,6 +305,18 @@ impl Metrics {
 
     pub fn interaction_dropped(&self) {
         self.interactions_dropped.increment(1);
+    }
+
+    /// The counter of one guard rule (`rule` names come from the config, so
+    /// the series are bounded by it); registered once, at start.
+    pub fn guard_match(&self, rule: &str, action: &'static str) -> Counter {
+        self.counter(
+            GUARD_MATCHES,
+            vec![
+                Label::new("rule", rule.to_owned()),
+                Label::new("action", action),
+            ],
+        )
     }
 
     /// The gauge of one provider's circuit breaker.

@@ -10,6 +10,7 @@ use crate::budget::Budgets;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::faq::Faq;
+use crate::guard::Guard;
 use crate::interaction_log::InteractionLog;
 use crate::limiter::Limiter;
 use crate::meters::Metrics;
@@ -37,6 +38,8 @@ impl Deref for AppState {
 pub struct Shared {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
+    /// Content safety: sanitising, guard rules, the leak check.
+    pub guard: Arc<Guard>,
     pub keys: Arc<KeyStore>,
     /// `[admin.keys]`: who may call `/admin/v1` (empty: `/admin` is 404).
     pub admin_keys: Arc<KeyStore>,

@@ -36,6 +36,8 @@ pub(super) struct Raw {
     budgets: BudgetsConfig,
     cache: CacheConfig,
     faq: Vec<FaqRule>,
+    guard: GuardConfig,
+    output: OutputConfig,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -368,6 +370,15 @@ pub(super) fn check(
             "must not be empty (it names chatgate in every trace)".into(),
         );
     }
+    let mut guard = raw.guard;
+    match guard::compile(&guard.rules) {
+        Ok(sets) => guard.sets = sets,
+        Err(problems) => {
+            for p in problems {
+                bad(p.path, p.message);
+            }
+        }
+    }
 
     if !out.is_empty() {
         return Err(out);
@@ -393,6 +404,8 @@ pub(super) fn check(
         budgets: raw.budgets,
         cache: raw.cache,
         faq: raw.faq,
+        guard,
+        output: raw.output,
         sources,
     };
     Ok((config, warnings))

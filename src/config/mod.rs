@@ -12,6 +12,7 @@
 mod check;
 mod cost;
 mod env;
+pub mod guard;
 mod load;
 mod problem;
 mod secrets;
@@ -22,6 +23,7 @@ pub use cost::{
     normalise as faq_normalise,
 };
 pub use env::Environment;
+pub use guard::{GuardConfig, OutputConfig};
 pub use load::{LoadOptions, Sources, load};
 pub use problem::Problem;
 pub use secrets::sha256_hex;
@@ -79,6 +81,8 @@ pub struct Config {
     pub budgets: BudgetsConfig,
     pub cache: CacheConfig,
     pub faq: Vec<FaqRule>,
+    pub guard: GuardConfig,
+    pub output: OutputConfig,
     /// Not a config key: what the loader read, and what it warns about.
     #[serde(rename = "layers")]
     pub sources: Sources,

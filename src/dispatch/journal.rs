@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::chat::{Message, Usage};
-use crate::context::{Ctx, Outcome};
+use crate::context::{Ctx, Flags, Outcome};
 use crate::interaction_log::{Interaction, InteractionLog};
 use crate::models::Model;
 use crate::state::AppState;
@@ -19,6 +19,7 @@ pub(super) struct Journal {
     started: Instant,
     model: Arc<str>,
     messages: Arc<[Message]>,
+    flags: Flags,
     /// At most this many characters of an answer are logged (`chat.max_message_chars`,
     /// what one message may hold), so a long stream cannot grow the buffer without end.
     answer_cap: usize,
@@ -40,6 +41,7 @@ impl Journal {
             started: ctx.started,
             model: model.name.clone(),
             messages: messages.clone(),
+            flags: ctx.flags(),
             answer_cap: state.config.chat.max_message_chars,
         })
     }
@@ -76,6 +78,7 @@ impl Journal {
             latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             outcome,
             messages: self.messages,
+            flags: self.flags.names(),
             answer,
         });
     }

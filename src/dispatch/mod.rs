@@ -126,6 +126,10 @@ fn degraded(model: &Model, cache: CacheStatus) -> Served {
 /// A whole answer (or the fallback message).
 pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<Answer, Refusal> {
     let model = resolve(state, req)?;
+    let flags = ctx.flags();
+    // guard: sanitising, client system messages, input rules (before FAQ,
+    // budgets, cache and providers read the request).
+    let req = &*state.guard.admit(req, &flags)?;
     let (upstream, cache, store) = match steps::admit(state, req, ctx, &model).await? {
         Path::Faq(hit) => {
             let (served, completion) = steps::faq_answer(&model, &hit);
@@ -163,20 +167,35 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
             },
             Err(f) => return Err(failed(&model, f, journal)),
         };
+    // guard: output rules and the leak check, before the answer is sent.
+    let text = answer.completion.text();
+    let blocked = state.guard.screen_answer(&model.name, &text, &flags);
     if let Some(j) = journal {
-        let c = &answer.completion;
+        let outcome = match blocked {
+            Some(_) => Outcome::Refused("content_blocked"),
+            None => answer.served.outcome(),
+        };
         j.write(
             answer.served.provider.clone(),
-            c.text(),
-            c.usage,
-            answer.served.outcome(),
+            text,
+            answer.completion.usage,
+            outcome,
         );
     }
     if !answer.served.degraded {
+        // Tokens were spent upstream even when the answer is withheld.
         let usage = answer.completion.usage;
         let user = steps::end_user(ctx, req);
         steps::account(state, ctx.key_id.as_ref(), user, &answer.served, usage).await;
-        steps::store(state, store, &answer.served, &answer.completion).await;
+        if blocked.is_none() {
+            steps::store(state, store, &answer.served, &answer.completion).await;
+        }
+    }
+    if let Some(blocked) = blocked {
+        return Err(Refusal {
+            error: blocked.error(),
+            served: Some(answer.served),
+        });
     }
     Ok(answer)
 }
@@ -184,6 +203,8 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
 /// A stream whose first event has arrived (or the fallback message as a stream).
 pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<Streaming, Refusal> {
     let model = resolve(state, req)?;
+    let flags = ctx.flags();
+    let req = &*state.guard.admit(req, &flags)?;
     let (upstream, cache, store) = match steps::admit(state, req, ctx, &model).await? {
         Path::Faq(hit) => {
             let (served, completion) = steps::faq_answer(&model, &hit);
@@ -230,6 +251,8 @@ pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<St
     if let Some(report) = &ctx.report {
         report.began();
     }
+    // guard: output rules and the leak check as the text accumulates.
+    let events = state.guard.screen_stream(&model.name, events, flags);
     let events = observe(
         state.clone(),
         served.clone(),
@@ -258,6 +281,7 @@ fn count_tokens(state: &AppState, served: &Served, usage: Usage) {
 fn broken_stream(error: &ProviderError) -> Outcome {
     match error {
         ProviderError::Timeout => Outcome::Timeout,
+        ProviderError::Blocked(_) => Outcome::Refused("content_blocked"),
         _ => Outcome::UpstreamError,
     }
 }

@@ -108,6 +108,7 @@ impl Drop for Line {
             .flatten()
             .and_then(|end| end.cost_usd)
             .or(audit.and_then(Served::cost_usd));
+        let flags = self.report.flags.joined();
         let _entered = self.span.enter();
         tracing::info!(
             target: "chatgate::request",
@@ -124,6 +125,7 @@ impl Drop for Line {
             output_tokens = usage.map(|u| u.output_tokens),
             cost_usd,
             degraded = audit.map(|a| a.degraded),
+            flags = flags.as_deref(),
             outcome = outcome.as_str(),
             "request"
         );

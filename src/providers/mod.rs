@@ -140,6 +140,10 @@ pub enum ProviderError {
     /// A body that does not parse or breaks the provider API's shape.
     #[error("unusable answer: {0}")]
     Decode(String),
+    /// Not the upstream's doing: the gateway's guard ended the stream at this
+    /// rule (an output rule or the system-prompt leak check).
+    #[error("blocked by guard rule {0}")]
+    Blocked(Arc<str>),
 }
 
 /// What to do after a failed attempt.
@@ -167,6 +171,7 @@ impl ProviderError {
                 _ => Class::Failed,
             },
             ProviderError::Decode(_) => Class::Failed,
+            ProviderError::Blocked(_) => Class::ClientError,
         }
     }
 
@@ -195,6 +200,7 @@ impl crate::otel::ErrorType for ProviderError {
             ProviderError::Timeout => "timeout".into(),
             ProviderError::Connect(_) => "connect".into(),
             ProviderError::Decode(_) => "unusable_answer".into(),
+            ProviderError::Blocked(_) => "content_blocked".into(),
         }
     }
 }

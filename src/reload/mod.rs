@@ -31,6 +31,7 @@ use crate::budget::{Budgets, Clock, SpendStore};
 use crate::cache::{AnswerStore, Cache};
 use crate::config::{self, Config, LoadOptions, Problem};
 use crate::faq::Faq;
+use crate::guard::Guard;
 use crate::interaction_log::InteractionLog;
 use crate::limiter::{self, Limiter};
 use crate::meters::Metrics;
@@ -221,6 +222,9 @@ fn build_state(
     // Entries over the whole cache's size are never stored.
     let max_entry = usize::try_from(config.cache.max_bytes.get()).unwrap_or(usize::MAX);
     AppState::new(Shared {
+        guard: Arc::new(Guard::new(&config, |rule, action| {
+            metrics.guard_match(rule, action)
+        })),
         faq: Faq::new(&config.faq),
         budgets: Budgets::new(
             &config,

@@ -113,6 +113,15 @@ pub async fn chat(
 ) -> Result<Response, dispatch::Refusal> {
     let req = body.into_request()?;
     let id = chat_id();
+    // Native route only: the OpenAI route's clients expect the text as it is.
+    let escape = state.config.output.escape_html;
+    let shown = move |text: String| -> String {
+        if escape {
+            crate::guard::escape_html_owned(text)
+        } else {
+            text
+        }
+    };
     let response = if req.stream {
         let streaming = dispatch::stream(&state, &req, &ctx).await?;
         let served = streaming.served.clone();
@@ -125,7 +134,7 @@ pub async fn chat(
                 Ok(match event {
                     Ok(StreamEvent::Delta(text)) => Event::default()
                         .event("delta")
-                        .json_data(serde_json::json!({ "content": text }))
+                        .json_data(serde_json::json!({ "content": shown(text) }))
                         .unwrap_or_default(),
                     Ok(StreamEvent::Finished {
                         finish_reason,
@@ -146,12 +155,16 @@ pub async fn chat(
         let answer = dispatch::complete(&state, &req, &ctx).await?;
         let c = &answer.completion;
         let text = c.text();
+        let content = match escape {
+            true => crate::guard::escape_html(&text),
+            false => std::borrow::Cow::Borrowed(text.as_str()),
+        };
         let body = reply(
             &id,
             &answer.served,
             Some(OutMessage {
                 role: Role::Assistant.as_str(),
-                content: &text,
+                content: &content,
             }),
             c.finish_reason.native(),
             c.usage,

@@ -96,6 +96,10 @@ fn finish(mut response: Response, served: &Served) -> Response {
 fn stream_error(error: &ProviderError) -> ApiError {
     match error {
         ProviderError::Timeout => ApiError::Timeout,
+        ProviderError::Blocked(rule) => ApiError::ContentBlocked {
+            rule: rule.clone(),
+            answer: true,
+        },
         _ => ApiError::UpstreamError,
     }
 }

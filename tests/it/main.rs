@@ -14,6 +14,7 @@ mod cost_redis;
 mod errors;
 mod finish_reasons;
 mod first_run;
+mod guard;
 mod hostile_client;
 mod hostile_upstream;
 mod interaction_log;
