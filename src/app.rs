@@ -21,6 +21,7 @@ use tracing::Span;
 
 use crate::config::Config;
 use crate::interaction_log::InteractionLog;
+use crate::jwt::Verifier;
 use crate::limiter::{Limiter, MemoryLimiter, Rate, RedisLimiter};
 use crate::metrics::Metrics;
 use crate::middleware::auth::KeyStore;
@@ -46,6 +47,9 @@ pub enum BuildError {
     Client(#[from] reqwest::Error),
     #[error("invalid Redis URL (value not shown): {0}")]
     Redis(redis::RedisError),
+    /// Found only at start (a `jwks_url` that cannot be fetched): reported as config problems.
+    #[error("invalid configuration: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Config(Vec<crate::config::Problem>),
 }
 
 pub struct App {
@@ -54,7 +58,11 @@ pub struct App {
     state: AppState,
 }
 
-fn limiter(config: &Config, metrics: &Metrics) -> Result<Arc<dyn Limiter>, BuildError> {
+fn limiter(
+    config: &Config,
+    metrics: &Metrics,
+    jwt: &Verifier,
+) -> Result<Arc<dyn Limiter>, BuildError> {
     let rl = &config.rate_limit;
     let ip_rate = Rate {
         per_minute: rl.per_ip_requests_per_minute,
@@ -71,6 +79,17 @@ fn limiter(config: &Config, metrics: &Metrics) -> Result<Arc<dyn Limiter>, Build
             Some((id.clone(), Rate { per_minute, burst }))
         })
         .collect();
+    // Per-subject buckets of the IdPs with `requests_per_minute` (a minute's worth at once).
+    let user_rates: HashMap<String, Rate> = jwt
+        .subject_rates()
+        .map(|(idp, per_minute)| {
+            let rate = Rate {
+                per_minute,
+                burst: per_minute,
+            };
+            (idp.to_owned(), rate)
+        })
+        .collect();
     // The check sets `redis_url` exactly when `backend = "redis"`.
     match &config.state.redis_url {
         Some(url) => {
@@ -78,6 +97,7 @@ fn limiter(config: &Config, metrics: &Metrics) -> Result<Arc<dyn Limiter>, Build
                 url,
                 ip_rate,
                 key_rates,
+                user_rates,
                 config.state.on_redis_error,
                 metrics.clone(),
             )
@@ -85,7 +105,7 @@ fn limiter(config: &Config, metrics: &Metrics) -> Result<Arc<dyn Limiter>, Build
             Ok(limiter)
         }
         None => {
-            let limiter = MemoryLimiter::new(ip_rate, key_rates);
+            let limiter = MemoryLimiter::with_users(ip_rate, key_rates, user_rates);
             limiter.spawn_eviction();
             Ok(limiter)
         }
@@ -111,9 +131,12 @@ impl App {
         let metrics = Metrics::new();
         let client = providers::http_client()?;
         let catalog = Catalog::build(&config, &client, &metrics);
+        let jwt = Verifier::start(&config.auth.jwt, &client)
+            .await
+            .map_err(BuildError::Config)?;
         let state = AppState::new(Shared {
-            keys: Arc::new(KeyStore::new(&config.auth)),
-            limiter: limiter(&config, &metrics)?,
+            limiter: limiter(&config, &metrics, &jwt)?,
+            keys: Arc::new(KeyStore::new(&config.auth).with_jwt(jwt)),
             catalog: Arc::new(catalog),
             interactions: InteractionLog::start(&config.interaction_log, metrics.clone()),
             metrics: metrics.clone(),

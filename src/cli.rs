@@ -166,6 +166,13 @@ fn runtime<F: std::future::Future<Output = ExitCode>>(f: impl FnOnce() -> F) -> 
 async fn serve(config: Config) -> ExitCode {
     let app = match App::build(config).await {
         Ok(app) => app,
+        Err(crate::app::BuildError::Config(problems)) => {
+            tracing::error!(
+                problems = problems.len(),
+                "cannot start: invalid configuration"
+            );
+            return report(&problems);
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             eprintln!("chatgate: {e}");

@@ -7,6 +7,7 @@ pub mod config;
 pub mod dispatch;
 pub mod error;
 pub mod interaction_log;
+pub mod jwt;
 pub mod limiter;
 pub mod metrics;
 pub mod middleware;

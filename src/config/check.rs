@@ -37,6 +37,7 @@ pub(super) struct Raw {
 struct RawAuth {
     enabled: bool,
     keys: BTreeMap<String, RawClientKey>,
+    jwt: BTreeMap<String, super::jwt::RawJwt>,
 }
 
 impl Default for RawAuth {
@@ -44,6 +45,7 @@ impl Default for RawAuth {
         Self {
             enabled: true,
             keys: BTreeMap::new(),
+            jwt: BTreeMap::new(),
         }
     }
 }
@@ -158,14 +160,27 @@ pub(super) fn check(
         }
         keys.insert(id, checked);
     }
+    let jwt_empty = raw.auth.jwt.is_empty();
+    if !raw.auth.enabled && !jwt_empty {
+        bad(
+            "auth.jwt".into(),
+            "is set but auth.enabled = false, so no token would be checked".into(),
+        );
+    }
+    let mut jwt = BTreeMap::new();
+    for (name, raw_jwt) in raw.auth.jwt {
+        if let Some(checked) = super::jwt::check(&name, raw_jwt, env, &mut bad) {
+            jwt.insert(name, checked);
+        }
+    }
     if production && !raw.auth.enabled {
         bad("auth.enabled".into(), "must be true in production".into());
     }
     // Outside production this refuses only to serve (see `Config::start_refusals`).
-    if production && raw.auth.enabled && keys_empty {
+    if production && raw.auth.enabled && keys_empty && jwt_empty {
         bad(
             "auth.keys".into(),
-            "production needs at least one client key".into(),
+            "production needs at least one client key (or an [auth.jwt.<name>] IdP)".into(),
         );
     }
 
@@ -333,6 +348,7 @@ pub(super) fn check(
         auth: AuthConfig {
             enabled: raw.auth.enabled,
             keys,
+            jwt,
         },
         rate_limit: raw.rate_limit,
         logging: raw.logging,

@@ -23,6 +23,8 @@ pub enum Bucket<'a> {
     Ip(IpAddr),
     /// A client key, by its id.
     Key(&'a str),
+    /// An end user of a JWT IdP: the IdP's name and the subject's `user_hash`.
+    User { idp: &'a str, user: &'a str },
 }
 
 impl Bucket<'_> {
@@ -44,6 +46,7 @@ impl Bucket<'_> {
         match self {
             Bucket::Ip(_) => "ip",
             Bucket::Key(_) => "key",
+            Bucket::User { .. } => "user",
         }
     }
 }

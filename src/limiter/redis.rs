@@ -173,6 +173,8 @@ pub struct RedisLimiter {
     link: Arc<Link>,
     ip_rate: Rate,
     key_rates: HashMap<String, Rate>,
+    /// Per-subject rate of each JWT IdP that has one.
+    user_rates: HashMap<String, Rate>,
     local: Arc<MemoryLimiter>,
 }
 
@@ -183,11 +185,12 @@ impl RedisLimiter {
         url: &SecretString,
         ip_rate: Rate,
         key_rates: HashMap<String, Rate>,
+        user_rates: HashMap<String, Rate>,
         on_error: OnRedisError,
         metrics: Metrics,
     ) -> Result<Arc<Self>, redis::RedisError> {
         let client = redis::Client::open(url.expose_secret())?;
-        let local = MemoryLimiter::new(ip_rate, key_rates.clone());
+        let local = MemoryLimiter::with_users(ip_rate, key_rates.clone(), user_rates.clone());
         local.spawn_eviction();
         let link = Arc::new(Link {
             client,
@@ -202,6 +205,7 @@ impl RedisLimiter {
             link,
             ip_rate,
             key_rates,
+            user_rates,
             local,
         }))
     }
@@ -210,6 +214,7 @@ impl RedisLimiter {
         match bucket {
             Bucket::Ip(_) => Some(self.ip_rate),
             Bucket::Key(id) => self.key_rates.get(id).copied(),
+            Bucket::User { idp, .. } => self.user_rates.get(idp).copied(),
         }
     }
 
@@ -222,6 +227,7 @@ impl RedisLimiter {
         let key = match bucket {
             Bucket::Ip(ip) => format!("chatgate:rl:ip:{ip}"),
             Bucket::Key(id) => format!("chatgate:rl:key:{id}"),
+            Bucket::User { idp, user } => format!("chatgate:rl:user:{idp}:{user}"),
         };
         let interval_us = u64::try_from(rate.emission_interval().as_micros()).unwrap_or(u64::MAX);
         let mut invocation = self.link.script.key(key);

@@ -1,28 +1,62 @@
-//! Client-key auth for `/api/v1`: `Authorization: Bearer <key>` or
-//! `x-api-key: <key>`, checked by SHA-256 in constant time. The key id (never
-//! the key) goes into the request and response extensions for later layers and logs.
+//! Client auth for `/api/v1`: a static key (`Authorization: Bearer <key>` or
+//! `x-api-key: <key>`, checked by SHA-256 in constant time), or a Bearer JWT
+//! from an `[auth.jwt.<name>]` IdP (`crate::jwt`). The key id (never the key;
+//! for a JWT, the IdP's name) goes into the request and response extensions
+//! for later layers and logs, and for a JWT the [`EndUser`] too. A refusal
+//! carries an [`AuthFailure`] for the request log, never the value presented.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::AuthConfig;
 use crate::error::ApiError;
+use crate::jwt::{self, Verifier};
 use crate::state::AppState;
 
 /// The id of the client key a request authenticated with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyId(pub Arc<str>);
 
-/// The configured client keys, as SHA-256 digests.
+/// The end user behind a request authenticated by a JWT: a request (and
+/// response) extension. The subject is for per-user state (per-subject
+/// limits, budgets, canary stickiness); logs show only `hash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndUser {
+    /// The IdP's config name (also the request's [`KeyId`]).
+    pub idp: Arc<str>,
+    /// The token's subject claim, verbatim.
+    pub subject: Arc<str>,
+    /// `user_hash`: the first 16 hex digits of the subject's SHA-256.
+    pub hash: Arc<str>,
+}
+
+impl EndUser {
+    pub fn new(idp: Arc<str>, subject: &str) -> Self {
+        let digest = Sha256::digest(subject.as_bytes());
+        let hash = hex::encode(&digest[..8]);
+        Self {
+            idp,
+            subject: Arc::from(subject),
+            hash: Arc::from(hash),
+        }
+    }
+}
+
+/// Why a request was refused 401 (a response extension, for the request log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthFailure(pub &'static str);
+
+/// The configured client keys, as SHA-256 digests, and the JWT IdPs.
 pub struct KeyStore {
     enabled: bool,
     keys: Vec<(Arc<str>, [u8; 32])>,
+    jwt: Arc<Verifier>,
 }
 
 impl KeyStore {
@@ -36,7 +70,18 @@ impl KeyStore {
         Self {
             enabled: config.enabled,
             keys,
+            jwt: Arc::new(Verifier::empty()),
         }
+    }
+
+    /// With the IdPs of `[auth.jwt.*]` (started by the app: JWKS URLs are fetched).
+    pub fn with_jwt(mut self, verifier: Verifier) -> Self {
+        self.jwt = Arc::new(verifier);
+        self
+    }
+
+    pub fn jwt(&self) -> &Verifier {
+        &self.jwt
     }
 
     /// The id of the key `presented` matches. Every stored digest is compared,
@@ -53,15 +98,19 @@ impl KeyStore {
     }
 }
 
-/// The key a request presents, if any: a Bearer token, else `x-api-key`
-/// (an `Authorization` of another scheme, e.g. a proxy's Basic, is not ours).
-fn presented(headers: &HeaderMap) -> Option<&str> {
-    let bearer = headers
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|auth| auth.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
+        .map(|(_, token)| token.trim())
+}
+
+/// The key a request presents, if any: a Bearer token, else `x-api-key`
+/// (an `Authorization` of another scheme, e.g. a proxy's Basic, is not ours).
+fn presented(headers: &HeaderMap) -> Option<&str> {
+    let bearer = bearer(headers);
     if bearer.is_some() {
         return bearer;
     }
@@ -71,23 +120,58 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-/// Refuses requests without a valid client key (401 + `WWW-Authenticate: Bearer`).
-pub async fn require_key(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    if !state.keys.enabled {
-        return Ok(next.run(req).await);
+/// Who a request is: a static key's id, or a JWT's IdP and end user.
+enum Principal {
+    Key(Arc<str>),
+    Jwt(EndUser),
+}
+
+/// The principal of a request with `headers`, or why there is none (a reason category).
+async fn authenticate(keys: &KeyStore, headers: &HeaderMap) -> Result<Principal, &'static str> {
+    let Some(value) = presented(headers).filter(|k| !k.is_empty()) else {
+        return Err("missing_credentials");
+    };
+    // Static keys first: one that happens to contain two dots still works.
+    if let Some(id) = keys.verify(value) {
+        return Ok(Principal::Key(id));
     }
-    let id = presented(req.headers())
-        .filter(|k| !k.is_empty())
-        .and_then(|k| state.keys.verify(k))
-        .ok_or(ApiError::Unauthorized)?;
+    let is_bearer = bearer(headers).is_some();
+    if is_bearer && !keys.jwt.is_empty() && jwt::looks_like_jwt(value) {
+        return match keys.jwt.verify(value).await {
+            Ok(v) => Ok(Principal::Jwt(EndUser::new(v.idp, &v.subject))),
+            Err(rejection) => Err(rejection.reason.as_str()),
+        };
+    }
+    Err("unknown_key")
+}
+
+/// Refuses requests without a valid client key or JWT (401 + `WWW-Authenticate: Bearer`).
+pub async fn require_key(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if !state.keys.enabled {
+        return next.run(req).await;
+    }
+    let principal = match authenticate(&state.keys, req.headers()).await {
+        Ok(principal) => principal,
+        Err(reason) => {
+            let mut response = ApiError::Unauthorized.into_response();
+            response.extensions_mut().insert(AuthFailure(reason));
+            return response;
+        }
+    };
+    let (id, user) = match principal {
+        Principal::Key(id) => (id, None),
+        Principal::Jwt(user) => (user.idp.clone(), Some(user)),
+    };
     req.extensions_mut().insert(KeyId(id.clone()));
+    if let Some(user) = &user {
+        req.extensions_mut().insert(user.clone());
+    }
     let mut response = next.run(req).await;
     response.extensions_mut().insert(KeyId(id));
-    Ok(response)
+    if let Some(user) = user {
+        response.extensions_mut().insert(user);
+    }
+    response
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use axum::response::Response;
 use tokio::time::Instant;
 use tracing::{Instrument, Span};
 
-use super::auth::KeyId;
+use super::auth::{AuthFailure, EndUser, KeyId};
 use super::body_guard;
 use super::client_ip::{ClientIp, resolve};
 use crate::dispatch::{Audit, StreamReport};
@@ -79,6 +79,11 @@ pub async fn log_request(State(state): State<AppState>, mut req: Request, next: 
         status,
         client_ip,
         key_id: response.extensions().get::<KeyId>().map(|k| k.0.clone()),
+        user_hash: response
+            .extensions()
+            .get::<EndUser>()
+            .map(|u| u.hash.clone()),
+        auth_failure: response.extensions().get::<AuthFailure>().map(|f| f.0),
         audit: response.extensions().get::<Audit>().cloned(),
         error_code: response.extensions().get::<ErrorInfo>().map(|e| e.code),
         report,
@@ -97,6 +102,10 @@ struct Line {
     status: u16,
     client_ip: Option<IpAddr>,
     key_id: Option<Arc<str>>,
+    /// A JWT's end user, only as `user_hash` (never the subject).
+    user_hash: Option<Arc<str>>,
+    /// Why a 401 was answered (`expired`, `unknown_key`, …).
+    auth_failure: Option<&'static str>,
     audit: Option<Audit>,
     error_code: Option<&'static str>,
     report: Arc<StreamReport>,
@@ -131,6 +140,8 @@ impl Drop for Line {
             latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
             client_ip = self.client_ip.map(tracing::field::display),
             key_id = self.key_id.as_deref(),
+            user_hash = self.user_hash.as_deref(),
+            auth_failure = self.auth_failure,
             model = audit.map(|a| &*a.model),
             provider = audit.and_then(|a| a.provider.as_deref()),
             input_tokens = usage.map(|u| u.input_tokens),
