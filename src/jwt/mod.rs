@@ -244,7 +244,9 @@ struct Early {
 struct Idp {
     name: Arc<str>,
     issuer: String,
-    validation: Validation,
+    /// One validation per listed algorithm: the crate refuses a validation
+    /// that lists algorithms of another family than the key's.
+    validations: Vec<(Algorithm, Validation)>,
     subject_claim: String,
     hs_key: Option<DecodingKey>,
     keys: RwLock<Arc<KeySet>>,
@@ -258,17 +260,22 @@ impl Idp {
         config: &JwtConfig,
         client: &reqwest::Client,
     ) -> Result<Arc<Self>, Problem> {
-        let allowed: Vec<Algorithm> = config.algorithms.iter().map(|a| a.0).collect();
-        let mut validation = Validation::new(allowed.first().copied().unwrap_or(Algorithm::RS256));
-        validation.algorithms = allowed;
-        validation.leeway = config.leeway.as_secs();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = true;
-        validation.set_issuer(&[&config.issuer]);
-        validation.set_audience(&[&config.audience]);
-        // Without these, the crate skips a check whose claim is absent.
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let validations = config
+            .algorithms
+            .iter()
+            .map(|a| {
+                let mut validation = Validation::new(a.0);
+                validation.leeway = config.leeway.as_secs();
+                validation.validate_exp = true;
+                validation.validate_nbf = true;
+                validation.validate_aud = true;
+                validation.set_issuer(&[&config.issuer]);
+                validation.set_audience(&[&config.audience]);
+                // Without these, the crate skips a check whose claim is absent.
+                validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+                (a.0, validation)
+            })
+            .collect();
         let hs_key = match &config.hs_secret {
             Some((_, secret)) => Some(
                 DecodingKey::from_secret(secret.expose_secret().as_bytes()).map_err(|_| {
@@ -300,7 +307,7 @@ impl Idp {
         let idp = Arc::new(Self {
             name: Arc::from(name),
             issuer: config.issuer.clone(),
-            validation,
+            validations,
             subject_claim: config.subject_claim.clone(),
             hs_key,
             keys: RwLock::new(keys),
@@ -322,16 +329,16 @@ impl Idp {
 
     /// The subject of `token` if this IdP vouches for it.
     async fn verify(self: &Arc<Self>, token: &str, head: &Head) -> Result<String, Reject> {
-        if !self.validation.algorithms.contains(&head.alg) {
+        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == head.alg) else {
             return Err(Reject::AlgorithmNotAllowed);
-        }
+        };
         if matches!(
             head.alg,
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
         ) {
             // The check allows HS* only with a secret.
             let key = self.hs_key.as_ref().ok_or(Reject::AlgorithmNotAllowed)?;
-            return self.decode(token, key);
+            return self.decode(token, key, validation);
         }
         let mut keys = self.keys();
         if let Some(kid) = head.kid.as_deref()
@@ -347,7 +354,7 @@ impl Idp {
         // signature that fails on one may verify on the next.
         let mut outcome = Err(Reject::BadSignature);
         for key in keys.candidates(head.kid.as_deref(), head.alg) {
-            match self.decode(token, &key.decoding) {
+            match self.decode(token, &key.decoding, validation) {
                 Err(Reject::BadSignature) => continue,
                 other => {
                     outcome = other;
@@ -358,8 +365,13 @@ impl Idp {
         outcome
     }
 
-    fn decode(&self, token: &str, key: &DecodingKey) -> Result<String, Reject> {
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)
+    fn decode(
+        &self,
+        token: &str,
+        key: &DecodingKey,
+        validation: &Validation,
+    ) -> Result<String, Reject> {
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
             .map_err(|e| Reject::from_error(&e))?;
         match data.claims.get(&self.subject_claim) {
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),

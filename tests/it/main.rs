@@ -12,6 +12,7 @@ mod first_run;
 mod hostile_client;
 mod hostile_upstream;
 mod interaction_log;
+mod jwt;
 mod logs;
 mod metrics;
 mod metrics_endpoint;
