@@ -40,21 +40,20 @@ impl Key {
         if self.alg.is_some_and(|a| a != alg) {
             return false;
         }
-        match (&self.kind, alg) {
+        matches!(
+            (&self.kind, alg),
             (
                 Kind::Rsa,
                 Algorithm::RS256
-                | Algorithm::RS384
-                | Algorithm::RS512
-                | Algorithm::PS256
-                | Algorithm::PS384
-                | Algorithm::PS512,
-            ) => true,
-            (Kind::Ec(EllipticCurve::P256), Algorithm::ES256)
-            | (Kind::Ec(EllipticCurve::P384), Algorithm::ES384)
-            | (Kind::Ed, Algorithm::EdDSA) => true,
-            _ => false,
-        }
+                    | Algorithm::RS384
+                    | Algorithm::RS512
+                    | Algorithm::PS256
+                    | Algorithm::PS384
+                    | Algorithm::PS512,
+            ) | (Kind::Ec(EllipticCurve::P256), Algorithm::ES256)
+                | (Kind::Ec(EllipticCurve::P384), Algorithm::ES384)
+                | (Kind::Ed, Algorithm::EdDSA)
+        )
     }
 }
 
