@@ -169,6 +169,13 @@ pub(super) fn check(
     }
     let mut jwt = BTreeMap::new();
     for (name, raw_jwt) in raw.auth.jwt {
+        // The IdP's name is its principal's key id: it must not be a static key's too.
+        if keys.contains_key(&name) {
+            bad(
+                format!("auth.jwt.{name}"),
+                format!("`{name}` is also a client key id under [auth.keys]; pick another name"),
+            );
+        }
         if let Some(checked) = super::jwt::check(&name, raw_jwt, env, &mut bad) {
             jwt.insert(name, checked);
         }

@@ -80,10 +80,6 @@ impl KeyStore {
         self
     }
 
-    pub fn jwt(&self) -> &Verifier {
-        &self.jwt
-    }
-
     /// The id of the key `presented` matches. Every stored digest is compared,
     /// in constant time, so timing says nothing about which one (or whether) matched.
     pub fn verify(&self, presented: &str) -> Option<Arc<str>> {

@@ -572,6 +572,11 @@ fn unsafe_or_incomplete_jwt_configs_are_config_problems_in_every_profile() {
             "not both",
         ),
         (idp_toml("", ""), "auth.jwt.idp", "jwks_file"),
+        (
+            with_algs(r#"["ES256"]"#).replace("[auth.jwt.idp]", "[auth.jwt.test]"),
+            "auth.jwt.test",
+            "also a client key id",
+        ),
     ];
     for profile in ["development", "production"] {
         for (toml, path, words) in &cases {
