@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks of chatgate's per-request hot path, through the
-//! library's public API: the key check, the rate limiter, request parsing and
+//! library's public API: the key check, JWT verification (RS256, ES256), the
+//! rate limiter, request parsing and
 //! the upstream body, upstream answer and stream-chunk translation, and one
 //! whole request through the full middleware stack (mock provider, in process,
 //! no sockets). `cargo bench --bench hot_path`; about a minute in all.
@@ -25,6 +26,7 @@ use chatgate::config::{
     AuthConfig, ClientKeyConfig, Environment, KeyHash, LoadOptions, LogFormat, LogLevel,
     LoggingConfig, sha256_hex,
 };
+use chatgate::jwt::Verifier;
 use chatgate::limiter::{Bucket, Decision, MemoryLimiter, Rate};
 use chatgate::middleware::auth::KeyStore;
 use chatgate::models::Model;
@@ -63,6 +65,83 @@ fn auth(c: &mut Criterion) {
         let store = key_store(keys);
         g.bench_function(format!("verify_{keys}_keys"), |b| {
             b.iter(|| store.verify(black_box(KEY)))
+        });
+    }
+    g.finish();
+}
+
+/// A JWT verifier with one IdP holding `signer`'s public key, and a token it accepts.
+fn jwt_case(alg: jsonwebtoken::Algorithm, key: jsonwebtoken::EncodingKey) -> (Verifier, String) {
+    use chatgate::config::{JwksSource, JwtAlgorithm, JwtConfig};
+    use futures_util::FutureExt;
+    use jsonwebtoken::jwk::Jwk;
+    let mut jwk = serde_json::to_value(Jwk::from_encoding_key(&key, alg).unwrap()).unwrap();
+    jwk["kid"] = "k1".into();
+    let set = serde_json::json!({ "keys": [jwk] }).to_string();
+    let keys = chatgate::jwt::jwks::parse(set.as_bytes()).unwrap();
+    let config = JwtConfig {
+        jwks: JwksSource::File {
+            path: "bench.json".into(),
+            keys: Arc::new(keys),
+        },
+        issuer: "https://idp.bench/".into(),
+        audience: "chatgate".into(),
+        algorithms: vec![JwtAlgorithm(alg)],
+        hs_secret: None,
+        subject_claim: "sub".into(),
+        requests_per_minute: None,
+        leeway: Duration::from_secs(30),
+    };
+    let configs = [("idp".to_owned(), config)].into_iter().collect();
+    let client = reqwest::Client::new();
+    // A file-sourced IdP never waits on anything: the futures are ready at once.
+    let verifier = Verifier::start(&configs, &client)
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let claims = serde_json::json!({
+        "sub": "user-1234", "iss": "https://idp.bench/", "aud": "chatgate", "exp": exp
+    });
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = Some("k1".into());
+    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    (verifier, token)
+}
+
+fn jwt(c: &mut Criterion) {
+    use futures_util::FutureExt;
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    let rsa = {
+        use rsa::Generate;
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        let der = rsa::PrivateKey::generate().to_pkcs1_der().unwrap();
+        EncodingKey::from_rsa_der(der.as_bytes())
+    };
+    let ec = {
+        use p256::elliptic_curve::Generate;
+        use p256::pkcs8::EncodePrivateKey;
+        let der = p256::SecretKey::generate().to_pkcs8_der().unwrap();
+        EncodingKey::from_ec_der(der.as_bytes())
+    };
+    let mut g = c.benchmark_group("jwt");
+    for (name, alg, key) in [
+        ("verify_rs256_3072", Algorithm::RS256, rsa),
+        ("verify_es256", Algorithm::ES256, ec),
+    ] {
+        let (verifier, token) = jwt_case(alg, key);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                verifier
+                    .verify(black_box(&token))
+                    .now_or_never()
+                    .unwrap()
+                    .unwrap()
+            })
         });
     }
     g.finish();
@@ -444,6 +523,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = config();
-    targets = auth, limiter, request, guard, translate, full_stack, cost_control
+    targets = auth, jwt, limiter, request, guard, translate, full_stack, cost_control
 }
 criterion_main!(hot_path);

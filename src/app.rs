@@ -2,6 +2,7 @@
 //! and `run` until shutdown, draining in-flight requests within the grace period.
 //! Connections speak HTTP/1.1 or HTTP/2 (h2c, prior knowledge); idle ones are closed.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use tracing::Span;
 use crate::budget::{self, Clock, MemorySpend, RedisSpend, SpendStore};
 use crate::cache::{AnswerStore, MemoryCache, RedisCache};
 use crate::config::{Config, LoadOptions};
-use crate::limiter::{Limiter, MemoryLimiter, RedisLimiter};
+use crate::jwt::Verifier;
+use crate::limiter::{Limiter, MemoryLimiter, Rate, RedisLimiter};
 use crate::meters::Metrics;
 use crate::middleware::body_guard;
 use crate::providers;
@@ -51,6 +53,9 @@ pub enum BuildError {
     Client(#[from] reqwest::Error),
     #[error("invalid Redis URL (value not shown): {0}")]
     Redis(redis::RedisError),
+    /// Found only at start (a `jwks_url` that cannot be fetched): reported as config problems.
+    #[error("invalid configuration: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Config(Vec<crate::config::Problem>),
 }
 
 pub struct App {
@@ -58,13 +63,24 @@ pub struct App {
     live: Arc<Live>,
 }
 
-fn limiter(config: &Config, link: Option<&Arc<RedisLink>>) -> Arc<dyn Limiter> {
+fn limiter(config: &Config, link: Option<&Arc<RedisLink>>, jwt: &Verifier) -> Arc<dyn Limiter> {
     let ip_rate = crate::limiter::ip_rate(config);
     let key_rates = crate::limiter::key_rates(config);
+    // Per-subject buckets of the IdPs with `requests_per_minute` (a minute's worth at once).
+    let user_rates: HashMap<String, Rate> = jwt
+        .subject_rates()
+        .map(|(idp, per_minute)| {
+            let rate = Rate {
+                per_minute,
+                burst: per_minute,
+            };
+            (idp.to_owned(), rate)
+        })
+        .collect();
     match link {
-        Some(link) => RedisLimiter::new(link.clone(), ip_rate, key_rates),
+        Some(link) => RedisLimiter::new(link.clone(), ip_rate, key_rates, user_rates),
         None => {
-            let limiter = MemoryLimiter::new(ip_rate, key_rates);
+            let limiter = MemoryLimiter::with_users(ip_rate, key_rates, user_rates);
             limiter.spawn_eviction();
             limiter
         }
@@ -72,11 +88,13 @@ fn limiter(config: &Config, link: Option<&Arc<RedisLink>>) -> Arc<dyn Limiter> {
 }
 
 /// Where spend and cached answers live, for as long as the app does (a
-/// reload keeps them): in Redis when `link` is set, else in this process.
+/// reload keeps them): in Redis when `link` is set, else in this process;
+/// and the JWT IdPs.
 fn stores(
     config: &Config,
     link: Option<&Arc<RedisLink>>,
     clock: Clock,
+    jwt: Arc<Verifier>,
     metrics: &Metrics,
 ) -> Stores {
     let (spend, answers): (Arc<dyn SpendStore>, Arc<dyn AnswerStore>) = match link {
@@ -97,6 +115,7 @@ fn stores(
         spend,
         answers,
         clock,
+        jwt,
     }
 }
 
@@ -156,8 +175,15 @@ impl App {
             ),
             None => None,
         };
-        let limiter = limiter(&config, link.as_ref());
-        let stores = stores(&config, link.as_ref(), clock, &metrics);
+        // JWKS URLs are fetched now; the IdPs live as long as the app
+        // (`auth.jwt` needs a restart).
+        let jwt = Arc::new(
+            Verifier::start(&config.auth.jwt, &client)
+                .await
+                .map_err(BuildError::Config)?,
+        );
+        let limiter = limiter(&config, link.as_ref(), &jwt);
+        let stores = stores(&config, link.as_ref(), clock, jwt, &metrics);
         let live = Live::start(
             config,
             opts,

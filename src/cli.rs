@@ -187,6 +187,13 @@ fn runtime<F: std::future::Future<Output = ExitCode>>(f: impl FnOnce() -> F) -> 
 async fn serve(config: Config, opts: LoadOptions) -> ExitCode {
     let app = match App::build_reloadable(config, Some(opts), axum::Router::new()).await {
         Ok(app) => app,
+        Err(crate::app::BuildError::Config(problems)) => {
+            tracing::error!(
+                problems = problems.len(),
+                "cannot start: invalid configuration"
+            );
+            return report(&problems);
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             eprintln!("chatgate: {e}");

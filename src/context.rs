@@ -8,6 +8,8 @@
 //! | [`Arrival`]         | `request_log::log_request` (request)               | `routes::extract` → [`Ctx::started`] (deadlines)     |
 //! | `Arc<StreamReport>` | `request_log::log_request` (request)               | `dispatch` fills it; `request_log` reads it at body end |
 //! | [`KeyId`]           | `auth::require_key` (request and response)         | `rate_limit::per_key`, [`Ctx`], `request_log`        |
+//! | [`EndUser`]         | `auth::require_key`, for a JWT (request and response) | `rate_limit::per_key` (per-subject bucket), [`Ctx::end_user`], `request_log` (`user_hash`) |
+//! | [`AuthFailure`]     | `auth::require_key` (a 401 response)               | `request_log` (`auth_failure`)                       |
 //! | [`Served`]          | `routes::finish`, `dispatch::Refusal` (response)   | `request_log` (model, provider, tokens, cost, degraded) |
 //! | [`ErrorInfo`]       | `ApiError::into_response`, `error_body` (response) | `error_body` (JSON body), `request_log` (outcome)    |
 //!
@@ -36,6 +38,36 @@ pub struct Arrival(pub Instant);
 /// The id of the client key a request authenticated with (never the key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyId(pub Arc<str>);
+
+/// The end user behind a request authenticated by a JWT: a request (and
+/// response) extension. The subject is for per-user state (per-subject
+/// limits, budgets, canary stickiness); logs show only `hash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndUser {
+    /// The IdP's config name (also the request's [`KeyId`]).
+    pub idp: Arc<str>,
+    /// The token's subject claim, verbatim.
+    pub subject: Arc<str>,
+    /// `user_hash`: the first 16 hex digits of the subject's SHA-256.
+    pub hash: Arc<str>,
+}
+
+impl EndUser {
+    pub fn new(idp: Arc<str>, subject: &str) -> Self {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(subject.as_bytes());
+        let hash = hex::encode(&digest[..8]);
+        Self {
+            idp,
+            subject: Arc::from(subject),
+            hash: Arc::from(hash),
+        }
+    }
+}
+
+/// Why a request was refused 401 (a response extension, for the request log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthFailure(pub &'static str);
 
 /// Who is asking, and since when: what a chat handler takes from the request.
 #[derive(Debug, Clone)]

@@ -83,6 +83,8 @@ pub enum ApiError {
 pub enum RateLimitScope {
     PerIp,
     PerKey,
+    /// Per end user (JWT subject) of an IdP with `requests_per_minute`.
+    PerUser,
 }
 
 /// What the `error_body` layer needs to render an error.
@@ -200,6 +202,7 @@ impl ApiError {
                 match scope {
                     Some(RateLimitScope::PerIp) => "per-IP rate limit exceeded, retry later",
                     Some(RateLimitScope::PerKey) => "per-key rate limit exceeded, retry later",
+                    Some(RateLimitScope::PerUser) => "per-user rate limit exceeded, retry later",
                     None => "rate limit exceeded, retry later",
                 }
                 .into(),

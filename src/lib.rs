@@ -14,6 +14,7 @@ pub mod faq;
 pub mod guard;
 pub mod headers;
 pub mod interaction_log;
+pub mod jwt;
 pub mod limiter;
 pub mod meters;
 pub mod middleware;

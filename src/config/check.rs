@@ -59,6 +59,7 @@ struct RawAdminKey {
 struct RawAuth {
     enabled: bool,
     keys: BTreeMap<String, RawClientKey>,
+    jwt: BTreeMap<String, super::jwt::RawJwt>,
 }
 
 impl Default for RawAuth {
@@ -66,6 +67,7 @@ impl Default for RawAuth {
         Self {
             enabled: true,
             keys: BTreeMap::new(),
+            jwt: BTreeMap::new(),
         }
     }
 }
@@ -189,14 +191,34 @@ pub(super) fn check(
         }
         admin_keys.insert(id, checked);
     }
+    let jwt_empty = raw.auth.jwt.is_empty();
+    if !raw.auth.enabled && !jwt_empty {
+        bad(
+            "auth.jwt".into(),
+            "is set but auth.enabled = false, so no token would be checked".into(),
+        );
+    }
+    let mut jwt = BTreeMap::new();
+    for (name, raw_jwt) in raw.auth.jwt {
+        // The IdP's name is its principal's key id: it must not be a static key's too.
+        if keys.contains_key(&name) {
+            bad(
+                format!("auth.jwt.{name}"),
+                format!("`{name}` is also a client key id under [auth.keys]; pick another name"),
+            );
+        }
+        if let Some(checked) = super::jwt::check(&name, raw_jwt, env, &mut bad) {
+            jwt.insert(name, checked);
+        }
+    }
     if production && !raw.auth.enabled {
         bad("auth.enabled".into(), "must be true in production".into());
     }
     // Outside production this refuses only to serve (see `Config::start_refusals`).
-    if production && raw.auth.enabled && keys_empty {
+    if production && raw.auth.enabled && keys_empty && jwt_empty {
         bad(
             "auth.keys".into(),
-            "production needs at least one client key".into(),
+            "production needs at least one client key (or an [auth.jwt.<name>] IdP)".into(),
         );
     }
 
@@ -389,6 +411,7 @@ pub(super) fn check(
         auth: AuthConfig {
             enabled: raw.auth.enabled,
             keys,
+            jwt,
         },
         rate_limit: raw.rate_limit,
         logging: raw.logging,

@@ -13,6 +13,7 @@ mod check;
 mod cost;
 mod env;
 pub mod guard;
+mod jwt;
 mod load;
 mod problem;
 mod secrets;
@@ -24,6 +25,7 @@ pub use cost::{
 };
 pub use env::Environment;
 pub use guard::{GuardConfig, OutputConfig};
+pub use jwt::{JwksSource, JwksUrl, JwtAlgorithm, JwtConfig};
 pub use load::{LoadOptions, Sources, load};
 pub use problem::Problem;
 pub use secrets::sha256_hex;
@@ -127,6 +129,9 @@ impl Default for ServerConfig {
 pub struct AuthConfig {
     pub enabled: bool,
     pub keys: BTreeMap<String, ClientKeyConfig>,
+    /// `[auth.jwt.<name>]`: IdPs whose JWTs are accepted as Bearer values.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub jwt: BTreeMap<String, JwtConfig>,
 }
 
 impl Default for AuthConfig {
@@ -134,6 +139,7 @@ impl Default for AuthConfig {
         Self {
             enabled: true,
             keys: BTreeMap::new(),
+            jwt: BTreeMap::new(),
         }
     }
 }
@@ -551,12 +557,13 @@ impl Config {
     /// load; `check-config` shows these as warnings.)
     pub fn start_refusals(&self) -> Vec<Problem> {
         let mut out = Vec::new();
-        if self.auth.enabled && self.auth.keys.is_empty() {
+        if self.auth.enabled && self.auth.keys.is_empty() && self.auth.jwt.is_empty() {
             out.push(Problem::new(
                 "auth.keys",
                 format!(
                     "auth is on but no client key is configured, so every request would get 401: \
-                     add [auth.keys.<id>] with `sha256` or `env`, or set auth.enabled = false \
+                     add [auth.keys.<id>] with `sha256` or `env` (or [auth.jwt.<name>]), \
+                     or set auth.enabled = false \
                      (profile {})",
                     self.profile.as_str()
                 ),

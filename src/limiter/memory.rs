@@ -1,6 +1,7 @@
 //! Per-replica limits with governor's GCRA: one keyed limiter for client IPs
-//! (stale entries evicted on a timer, so memory stays bounded) and one direct
-//! limiter per client key that has a `requests_per_minute`.
+//! and one per JWT IdP with a per-subject rate, keyed by `user_hash` (stale
+//! entries of both evicted on a timer, so memory stays bounded), and one
+//! direct limiter per client key that has a `requests_per_minute`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,6 +22,9 @@ pub struct MemoryLimiter {
     ips: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     ip_rate: Rate,
     keys: HashMap<String, (Rate, Arc<DefaultDirectRateLimiter>)>,
+    /// Per IdP: one bucket per end user (`user_hash`). `auth.jwt` needs a
+    /// restart, so a reload hands these over unchanged.
+    users: Arc<HashMap<String, DefaultKeyedRateLimiter<String>>>,
     clock: DefaultClock,
 }
 
@@ -31,14 +35,28 @@ fn quota(rate: Rate) -> Quota {
 impl MemoryLimiter {
     /// `keys`: the rate of every client key id that has one.
     pub fn new(ip_rate: Rate, keys: impl IntoIterator<Item = (String, Rate)>) -> Arc<Self> {
+        Self::with_users(ip_rate, keys, [])
+    }
+
+    /// `users`: the per-subject rate of every JWT IdP that has one.
+    pub fn with_users(
+        ip_rate: Rate,
+        keys: impl IntoIterator<Item = (String, Rate)>,
+        users: impl IntoIterator<Item = (String, Rate)>,
+    ) -> Arc<Self> {
         let keys = keys
             .into_iter()
             .map(|(id, rate)| (id, (rate, Arc::new(RateLimiter::direct(quota(rate))))))
+            .collect();
+        let users = users
+            .into_iter()
+            .map(|(idp, rate)| (idp, RateLimiter::keyed(quota(rate))))
             .collect();
         Arc::new(Self {
             ips: Arc::new(RateLimiter::keyed(quota(ip_rate))),
             ip_rate,
             keys,
+            users: Arc::new(users),
             clock: DefaultClock::default(),
         })
     }
@@ -67,6 +85,7 @@ impl MemoryLimiter {
             ips,
             ip_rate,
             keys,
+            users: Arc::clone(&self.users),
             clock: DefaultClock::default(),
         });
         limiter.spawn_eviction();
@@ -79,6 +98,10 @@ impl MemoryLimiter {
             Bucket::Ip(ip) => self.ips.check_key(&ip),
             Bucket::Key(id) => match self.keys.get(id) {
                 Some((_, limiter)) => limiter.check(),
+                None => return Decision::Allow,
+            },
+            Bucket::User { idp, user } => match self.users.get(idp) {
+                Some(limiter) => limiter.check_key(&user.to_owned()),
                 None => return Decision::Allow,
             },
         };
@@ -95,10 +118,19 @@ impl MemoryLimiter {
         self.ips.len()
     }
 
-    /// Drops IP buckets that are back to full, and the memory they held.
+    /// Number of end users currently tracked, over every IdP.
+    pub fn tracked_users(&self) -> usize {
+        self.users.values().map(|l| l.len()).sum()
+    }
+
+    /// Drops IP and end-user buckets that are back to full, and the memory they held.
     pub fn evict_idle(&self) {
         self.ips.retain_recent();
         self.ips.shrink_to_fit();
+        for users in self.users.values() {
+            users.retain_recent();
+            users.shrink_to_fit();
+        }
     }
 
     /// Evicts on a timer for as long as the limiter lives.
@@ -168,5 +200,36 @@ mod tests {
         for _ in 0..100 {
             assert_eq!(l.check_now(Bucket::Key("free")), Decision::Allow);
         }
+    }
+
+    #[test]
+    fn each_end_user_has_a_bucket_and_idle_ones_are_evicted() {
+        let l = MemoryLimiter::with_users(rate(60, 100), [], [("idp".to_owned(), rate(6000, 1))]);
+        let alice = Bucket::User {
+            idp: "idp",
+            user: "a1",
+        };
+        assert_eq!(l.check_now(alice), Decision::Allow);
+        assert!(matches!(l.check_now(alice), Decision::Deny { .. }));
+        assert_eq!(
+            l.check_now(Bucket::User {
+                idp: "idp",
+                user: "b2"
+            }),
+            Decision::Allow
+        );
+        assert_eq!(
+            l.check_now(Bucket::User {
+                idp: "other",
+                user: "a1"
+            }),
+            Decision::Allow,
+            "an IdP without a per-subject rate is unlimited"
+        );
+        assert_eq!(l.tracked_users(), 2);
+        // 6000/min refills in 10 ms; wait until both buckets are full again.
+        std::thread::sleep(Duration::from_millis(50));
+        l.evict_idle();
+        assert_eq!(l.tracked_users(), 0);
     }
 }

@@ -25,6 +25,8 @@ pub enum Bucket<'a> {
     Ip(IpAddr),
     /// A client key, by its id.
     Key(&'a str),
+    /// An end user of a JWT IdP: the IdP's name and the subject's `user_hash`.
+    User { idp: &'a str, user: &'a str },
 }
 
 impl Bucket<'_> {
@@ -46,6 +48,7 @@ impl Bucket<'_> {
         match self {
             Bucket::Ip(_) => "ip",
             Bucket::Key(_) => "key",
+            Bucket::User { .. } => "user",
         }
     }
 }

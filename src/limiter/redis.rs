@@ -37,19 +37,27 @@ pub struct RedisLimiter {
     script: redis::Script,
     ip_rate: Rate,
     key_rates: HashMap<String, Rate>,
+    /// Per JWT IdP: the per-subject rate.
+    user_rates: HashMap<String, Rate>,
     local: Arc<MemoryLimiter>,
 }
 
 impl RedisLimiter {
     /// Limits on the shared connection; until it is up, checks take the fallback.
-    pub fn new(link: Arc<RedisLink>, ip_rate: Rate, key_rates: HashMap<String, Rate>) -> Arc<Self> {
-        let local = MemoryLimiter::new(ip_rate, key_rates.clone());
+    pub fn new(
+        link: Arc<RedisLink>,
+        ip_rate: Rate,
+        key_rates: HashMap<String, Rate>,
+        user_rates: HashMap<String, Rate>,
+    ) -> Arc<Self> {
+        let local = MemoryLimiter::with_users(ip_rate, key_rates.clone(), user_rates.clone());
         local.spawn_eviction();
         Arc::new(Self {
             link,
             script: redis::Script::new(GCRA),
             ip_rate,
             key_rates,
+            user_rates,
             local,
         })
     }
@@ -58,6 +66,7 @@ impl RedisLimiter {
         match bucket {
             Bucket::Ip(_) => Some(self.ip_rate),
             Bucket::Key(id) => self.key_rates.get(id).copied(),
+            Bucket::User { idp, .. } => self.user_rates.get(idp).copied(),
         }
     }
 
@@ -65,6 +74,7 @@ impl RedisLimiter {
         let key = match bucket {
             Bucket::Ip(ip) => format!("chatgate:rl:ip:{ip}"),
             Bucket::Key(id) => format!("chatgate:rl:key:{id}"),
+            Bucket::User { idp, user } => format!("chatgate:rl:user:{idp}:{user}"),
         };
         let interval_us = u64::try_from(rate.emission_interval().as_micros()).unwrap_or(u64::MAX);
         let mut invocation = self.script.key(key);
@@ -116,6 +126,7 @@ impl Limiter for RedisLimiter {
             ip_rate,
             local: self.local.reconfigured(ip_rate, key_rates.clone()),
             key_rates,
+            user_rates: self.user_rates.clone(),
         })
     }
 }

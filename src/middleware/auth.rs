@@ -1,25 +1,30 @@
-//! Client-key auth for `/api/v1`: `Authorization: Bearer <key>` or
-//! `x-api-key: <key>`, checked by SHA-256 in constant time. The key id (never
-//! the key) goes into the request and response extensions for later layers and logs.
+//! Client auth for `/api/v1`: a static key (`Authorization: Bearer <key>` or
+//! `x-api-key: <key>`, checked by SHA-256 in constant time), or a Bearer JWT
+//! from an `[auth.jwt.<name>]` IdP (`crate::jwt`). The key id (never the key;
+//! for a JWT, the IdP's name) goes into the request and response extensions
+//! for later layers and logs, and for a JWT the [`EndUser`] too. A refusal
+//! carries an [`AuthFailure`] for the request log, never the value presented.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{AdminConfig, AuthConfig};
-use crate::context::KeyId;
+use crate::context::{AuthFailure, EndUser, KeyId};
 use crate::error::ApiError;
 use crate::headers::{API_KEY, bearer};
+use crate::jwt::{self, Verifier};
 
-/// The configured client keys, as SHA-256 digests.
+/// The configured client keys, as SHA-256 digests, and the JWT IdPs.
 pub struct KeyStore {
     enabled: bool,
     keys: Vec<(Arc<str>, [u8; 32])>,
+    jwt: Arc<Verifier>,
 }
 
 impl KeyStore {
@@ -33,7 +38,15 @@ impl KeyStore {
         Self {
             enabled: config.enabled,
             keys,
+            jwt: Arc::new(Verifier::empty()),
         }
+    }
+
+    /// With the IdPs of `[auth.jwt.*]` (started by the app: JWKS URLs are
+    /// fetched; shared by every config a reload brings, as `auth.jwt` needs a restart).
+    pub fn with_jwt(mut self, verifier: Arc<Verifier>) -> Self {
+        self.jwt = verifier;
+        self
     }
 
     /// The admin keys: always required (there is no `enabled = false`).
@@ -46,6 +59,7 @@ impl KeyStore {
         Self {
             enabled: true,
             keys,
+            jwt: Arc::new(Verifier::empty()),
         }
     }
 
@@ -79,23 +93,62 @@ pub(crate) fn presented(headers: &HeaderMap) -> Option<&str> {
     })
 }
 
-/// Refuses requests without a valid client key (401 + `WWW-Authenticate: Bearer`).
+/// Who a request is: a static key's id, or a JWT's IdP and end user.
+enum Principal {
+    Key(Arc<str>),
+    Jwt(EndUser),
+}
+
+/// The principal of a request with `headers`, or why there is none (a reason category).
+async fn authenticate(keys: &KeyStore, headers: &HeaderMap) -> Result<Principal, &'static str> {
+    let Some(value) = presented(headers).filter(|k| !k.is_empty()) else {
+        return Err("missing_credentials");
+    };
+    // Static keys first: one that happens to contain two dots still works.
+    if let Some(id) = keys.verify(value) {
+        return Ok(Principal::Key(id));
+    }
+    let is_bearer = bearer(headers).is_some();
+    if is_bearer && !keys.jwt.is_empty() && jwt::looks_like_jwt(value) {
+        return match keys.jwt.verify(value).await {
+            Ok(v) => Ok(Principal::Jwt(EndUser::new(v.idp, &v.subject))),
+            Err(rejection) => Err(rejection.reason.as_str()),
+        };
+    }
+    Err("unknown_key")
+}
+
+/// Refuses requests without a valid client key or JWT (401 + `WWW-Authenticate: Bearer`).
 pub async fn require_key(
     State(keys): State<Arc<KeyStore>>,
     mut req: Request,
     next: Next,
-) -> Result<Response, ApiError> {
+) -> Response {
     if !keys.enabled {
-        return Ok(next.run(req).await);
+        return next.run(req).await;
     }
-    let id = presented(req.headers())
-        .filter(|k| !k.is_empty())
-        .and_then(|k| keys.verify(k))
-        .ok_or(ApiError::Unauthorized)?;
+    let principal = match authenticate(&keys, req.headers()).await {
+        Ok(principal) => principal,
+        Err(reason) => {
+            let mut response = ApiError::Unauthorized.into_response();
+            response.extensions_mut().insert(AuthFailure(reason));
+            return response;
+        }
+    };
+    let (id, user) = match principal {
+        Principal::Key(id) => (id, None),
+        Principal::Jwt(user) => (user.idp.clone(), Some(user)),
+    };
     req.extensions_mut().insert(KeyId(id.clone()));
+    if let Some(user) = &user {
+        req.extensions_mut().insert(user.clone());
+    }
     let mut response = next.run(req).await;
     response.extensions_mut().insert(KeyId(id));
-    Ok(response)
+    if let Some(user) = user {
+        response.extensions_mut().insert(user);
+    }
+    response
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
-//! Per-IP and per-key rate limits on `/api/v1`, decided by the configured
-//! `Limiter` (memory or Redis). 429 carries `Retry-After` in whole seconds
-//! and a message naming the limit (per-IP or per-key).
+//! Per-IP, per-key and per-end-user rate limits on `/api/v1`, decided by the
+//! configured `Limiter` (memory or Redis). 429 carries `Retry-After` in whole
+//! seconds and a message naming the limit (per-IP, per-key or per-user).
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::context::{ClientIp, KeyId};
+use crate::context::{ClientIp, EndUser, KeyId};
 use crate::error::{ApiError, RateLimitScope};
 use crate::limiter::{Bucket, Decision};
 use crate::state::AppState;
@@ -19,6 +19,7 @@ async fn enforce(state: &AppState, bucket: Bucket<'_>) -> Result<(), ApiError> {
             let scope = match bucket {
                 Bucket::Ip(_) => RateLimitScope::PerIp,
                 Bucket::Key(_) => RateLimitScope::PerKey,
+                Bucket::User { .. } => RateLimitScope::PerUser,
             };
             Err(ApiError::RateLimited {
                 retry_after,
@@ -42,7 +43,8 @@ pub async fn per_ip(
     Ok(next.run(req).await)
 }
 
-/// The client key's bucket, for keys with a `requests_per_minute`.
+/// The client key's bucket, for keys with a `requests_per_minute`; for a
+/// JWT, also the end user's bucket, for IdPs with a per-subject rate.
 pub async fn per_key(
     State(state): State<AppState>,
     req: Request,
@@ -50,6 +52,13 @@ pub async fn per_key(
 ) -> Result<Response, ApiError> {
     if let Some(KeyId(id)) = req.extensions().get::<KeyId>() {
         enforce(&state, Bucket::Key(id)).await?;
+    }
+    if let Some(user) = req.extensions().get::<EndUser>() {
+        let bucket = Bucket::User {
+            idp: &user.idp,
+            user: &user.hash,
+        };
+        enforce(&state, bucket).await?;
     }
     Ok(next.run(req).await)
 }

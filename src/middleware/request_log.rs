@@ -18,7 +18,9 @@ use tokio::time::Instant;
 use tracing::{Instrument, Span};
 
 use super::body_guard;
-use crate::context::{Arrival, ClientIp, ErrorInfo, KeyId, Outcome, Served, StreamReport};
+use crate::context::{
+    Arrival, AuthFailure, ClientIp, EndUser, ErrorInfo, KeyId, Outcome, Served, StreamReport,
+};
 use crate::headers;
 use crate::meters::method_label;
 use crate::routes::paths;
@@ -64,6 +66,11 @@ pub async fn log_request(State(state): State<AppState>, mut req: Request, next: 
         client_ip,
         key_id: response.extensions().get::<KeyId>().map(|k| k.0.clone()),
         served: response.extensions().get::<Served>().cloned(),
+        user_hash: response
+            .extensions()
+            .get::<EndUser>()
+            .map(|u| u.hash.clone()),
+        auth_failure: response.extensions().get::<AuthFailure>().map(|f| f.0),
         error_code: response.extensions().get::<ErrorInfo>().map(|e| e.code),
         report,
         span: span.clone(),
@@ -82,6 +89,10 @@ struct Line {
     client_ip: Option<IpAddr>,
     key_id: Option<Arc<str>>,
     served: Option<Served>,
+    /// A JWT's end user, only as `user_hash` (never the subject).
+    user_hash: Option<Arc<str>>,
+    /// Why a 401 was answered (`expired`, `unknown_key`, …).
+    auth_failure: Option<&'static str>,
     error_code: Option<&'static str>,
     report: Arc<StreamReport>,
     span: Span,
@@ -119,6 +130,8 @@ impl Drop for Line {
             latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
             client_ip = self.client_ip.map(tracing::field::display),
             key_id = self.key_id.as_deref(),
+            user_hash = self.user_hash.as_deref(),
+            auth_failure = self.auth_failure,
             model = audit.map(|a| &*a.model),
             provider = audit.and_then(|a| a.provider.as_deref()),
             input_tokens = usage.map(|u| u.input_tokens),

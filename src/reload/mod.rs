@@ -33,6 +33,7 @@ use crate::config::{self, Config, LoadOptions, Problem};
 use crate::faq::Faq;
 use crate::guard::Guard;
 use crate::interaction_log::InteractionLog;
+use crate::jwt::Verifier;
 use crate::limiter::{self, Limiter};
 use crate::meters::Metrics;
 use crate::middleware::auth::KeyStore;
@@ -53,6 +54,8 @@ pub struct Stores {
     pub answers: Arc<dyn AnswerStore>,
     /// The wall clock budgets read (tests set their own).
     pub clock: Clock,
+    /// The JWT IdPs and their JWKS refresh tasks (`auth.jwt` needs a restart).
+    pub jwt: Arc<Verifier>,
 }
 
 /// What outlives every config.
@@ -233,7 +236,7 @@ fn build_state(
             metrics.clone(),
         ),
         cache: Cache::new(stores.answers.clone(), max_entry, metrics.clone()),
-        keys: Arc::new(KeyStore::new(&config.auth)),
+        keys: Arc::new(KeyStore::new(&config.auth).with_jwt(stores.jwt.clone())),
         admin_keys: Arc::new(KeyStore::admin(&config.admin)),
         limiter,
         catalog: Arc::new(catalog),
@@ -292,6 +295,11 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
         "interaction_log.queue_capacity",
         interaction_log.queue_capacity
     );
+    // The IdPs and their JWKS refresh tasks were started with the app.
+    keep!("auth.jwt", auth.jwt);
+    // The cache's memory bounds size the store built at start.
+    keep!("cache.max_entries", cache.max_entries);
+    keep!("cache.max_bytes", cache.max_bytes);
     // The URL follows `redis_url_env` (same environment snapshot): keep it too.
     new.state.redis_url = running.state.redis_url.clone();
     changed

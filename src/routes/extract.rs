@@ -92,7 +92,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
                 .and_then(|v| v.to_str().ok())
                 .map(crate::context::Directive::parse)
                 .unwrap_or_default(),
-            end_user: None,
+            end_user: parts
+                .extensions
+                .get::<crate::context::EndUser>()
+                .map(|u| u.subject.clone()),
         })
     }
 }

@@ -18,6 +18,7 @@ mod guard;
 mod hostile_client;
 mod hostile_upstream;
 mod interaction_log;
+mod jwt;
 mod logs;
 mod metrics;
 mod metrics_endpoint;
