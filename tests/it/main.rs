@@ -3,6 +3,7 @@
 
 mod support;
 
+mod anthropic_sdk;
 mod cancellation;
 mod cli;
 mod compat;
@@ -15,6 +16,7 @@ mod first_run;
 mod hostile_client;
 mod hostile_upstream;
 mod interaction_log;
+mod js_sdk;
 mod logs;
 mod metrics;
 mod metrics_endpoint;
