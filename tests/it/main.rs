@@ -18,6 +18,7 @@ mod hostile_upstream;
 mod interaction_log;
 mod js_sdk;
 mod logs;
+mod messages;
 mod metrics;
 mod metrics_endpoint;
 mod middleware;
