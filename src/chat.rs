@@ -56,6 +56,9 @@ pub enum Block {
     ToolResult {
         call_id: String,
         content: ToolOutput,
+        /// Anthropic's `is_error`: the tool failed. OpenAI has no such flag
+        /// (dropped for OpenAI-kind targets, logged at DEBUG).
+        is_error: bool,
     },
 }
 
@@ -90,6 +93,10 @@ pub struct Message {
     pub role: Role,
     pub blocks: Vec<Block>,
     pub form: Form,
+    /// The message's fields chatgate does not read (OpenAI's `name`, …),
+    /// passed unchanged to OpenAI-kind targets; Anthropic has no equivalent
+    /// (dropped there, logged at DEBUG).
+    pub extra: Map<String, Value>,
 }
 
 impl Message {
@@ -99,6 +106,7 @@ impl Message {
             role,
             blocks: vec![Block::Text(text.into())],
             form: Form::String,
+            extra: Map::new(),
         }
     }
 
@@ -204,6 +212,9 @@ pub struct WireMessage {
     /// OpenAI: which call a `tool` message answers.
     #[serde(default)]
     pub tool_call_id: Value,
+    /// Every other field (OpenAI's `name`, …): kept on the OpenAI route.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// How lenient the message conversion is: the OpenAI route accepts the
@@ -290,10 +301,19 @@ impl WireMessage {
                 (Form::String, [Block::Text(text)]) => ToolOutput::Text(text.clone()),
                 _ => ToolOutput::Blocks(blocks),
             };
-            blocks = vec![Block::ToolResult { call_id, content }];
+            blocks = vec![Block::ToolResult {
+                call_id,
+                content,
+                is_error: false,
+            }];
         }
         blocks.extend(calls);
-        Ok(Message { role, blocks, form })
+        Ok(Message {
+            role,
+            blocks,
+            form,
+            extra: self.extra,
+        })
     }
 }
 
@@ -359,7 +379,7 @@ const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/w
 
 /// An `https://` (or `http://`) URL, or a `data:image/…;base64,…` URL checked
 /// for its media type and base64 shape (Anthropic wants both exact).
-fn image_source(url: &str) -> Result<ImageSource, &'static str> {
+pub(crate) fn image_source(url: &str) -> Result<ImageSource, &'static str> {
     if let Some(rest) = url.strip_prefix("data:") {
         let (head, data) = rest.split_once(',').ok_or("is a data URL without data")?;
         let media_type = head
@@ -463,8 +483,13 @@ pub struct Params {
     pub max_tokens_field: MaxTokensField,
     /// The client's `stream_options` other than `include_usage` (which chatgate owns upstream).
     pub stream_options: Map<String, Value>,
-    /// Every other field of the client's body, unchanged.
+    /// Every other field of the client's body, unchanged (OpenAI route):
+    /// OpenAI-kind targets get these, Anthropic-kind ones drop them (DEBUG).
     pub extra: Map<String, Value>,
+    /// The Messages route's fields without a domain equivalent (`top_k`,
+    /// `thinking`, unknown fields), unchanged: Anthropic-kind targets get
+    /// these, OpenAI-kind ones drop them (DEBUG), as `extra` the other way.
+    pub anthropic: Map<String, Value>,
 }
 
 impl Params {
@@ -665,8 +690,11 @@ pub enum StreamEvent {
 /// Why an answer ended, mapped once by each provider from its own words.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FinishReason {
-    /// The model was done (OpenAI `stop`; Anthropic `end_turn`, `stop_sequence`).
+    /// The model was done (OpenAI `stop`; Anthropic `end_turn`).
     Stop,
+    /// A stop sequence ended it (Anthropic `stop_sequence`, with the one that
+    /// matched; OpenAI reports these as `stop`).
+    StopSequence(Option<String>),
     /// `max_tokens` ran out (OpenAI `length`; Anthropic `max_tokens`).
     Length,
     /// The model called tools; the provider's own word (`tool_calls`,
@@ -704,7 +732,7 @@ impl FinishReason {
     /// The native route's word: `stop`, `length`, or the provider's own word.
     pub fn native(&self) -> &str {
         match self {
-            FinishReason::Stop => "stop",
+            FinishReason::Stop | FinishReason::StopSequence(_) => "stop",
             FinishReason::Length => "length",
             FinishReason::ToolCalls(word) | FinishReason::ContentFilter(word) => word,
             FinishReason::Other(word) => word,
@@ -722,6 +750,7 @@ mod tests {
             content,
             tool_calls: Value::Null,
             tool_call_id: Value::Null,
+            extra: Map::new(),
         }
     }
 
@@ -744,6 +773,7 @@ mod tests {
                 role: Role::System,
                 blocks: vec![Block::Text("a".into()), Block::Text("b".into())],
                 form: Form::Parts,
+                extra: Default::default(),
             })
         );
         assert_eq!(m.map(|m| m.text()), Ok("ab".to_owned()));
@@ -818,6 +848,7 @@ mod tests {
                 role: Role::User,
                 blocks: vec![Block::Text(a.into()), Block::Text(b.into())],
                 form: Form::Parts,
+                extra: Default::default(),
             }],
             ..Default::default()
         };

@@ -276,6 +276,57 @@ fn kind(status: StatusCode) -> &'static str {
     }
 }
 
+/// Anthropic's error `type` for a status, so its SDKs classify errors.
+fn anthropic_kind(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        500.. => "api_error",
+        _ => "invalid_request_error",
+    }
+}
+
+#[derive(Serialize)]
+struct AnthropicEnvelope<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    error: AnthropicBody<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct AnthropicBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: &'a str,
+}
+
+/// Anthropic's error shape, `{"type": "error", "error": {"type", "message"}}`
+/// (and `request_id` at the top, as Anthropic's own API has it), for the
+/// Messages route; the message is the same as in [`error_json`].
+pub fn anthropic_error_json(
+    status: StatusCode,
+    info: &ErrorInfo,
+    request_id: Option<&str>,
+) -> String {
+    let envelope = AnthropicEnvelope {
+        kind: "error",
+        error: AnthropicBody {
+            kind: anthropic_kind(status),
+            message: &info.message,
+        },
+        request_id,
+    };
+    serde_json::to_string(&envelope).unwrap_or_else(|_| {
+        r#"{"type":"error","error":{"type":"api_error","message":"internal error"}}"#.into()
+    })
+}
+
 /// Whole seconds for `Retry-After`, rounded up and at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

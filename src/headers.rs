@@ -6,6 +6,9 @@ use axum::http::{HeaderMap, HeaderName, header};
 /// The request id: kept from the client when valid, else set; echoed on every
 /// response and forwarded upstream.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Anthropic's name for the request id, on the Messages route's responses
+/// (its SDKs read it as `_request_id`).
+pub const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 /// A client key, for clients that cannot send `Authorization: Bearer`.
 pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 /// `true` on answers from a model's fallback message.

@@ -1,6 +1,9 @@
 //! Renders every error as the contract's JSON with the request id: responses
 //! carrying an `ErrorInfo` (from `ApiError`), and bare non-2xx responses from
 //! axum or tower-http (405, 413, …) that carry no JSON of their own.
+//! On the Anthropic Messages route (known by its path, so the guards' and
+//! body limit's errors are covered too) errors take Anthropic's shape, and
+//! every response gets Anthropic's `request-id` header beside `x-request-id`.
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -8,8 +11,9 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::error::{ApiError, ErrorInfo, error_json};
+use crate::error::{ApiError, ErrorInfo, anthropic_error_json, error_json};
 use crate::headers;
+use crate::routes::paths;
 
 fn is_json(response: &Response) -> bool {
     response
@@ -21,7 +25,17 @@ fn is_json(response: &Response) -> bool {
 
 pub async fn render_errors(req: Request, next: Next) -> Response {
     let request_id = headers::request_id(req.headers()).map(str::to_owned);
+    let anthropic = paths::speaks_anthropic(req.uri().path());
     let mut response = next.run(req).await;
+    if anthropic
+        && let Some(id) = request_id
+            .as_deref()
+            .and_then(|id| HeaderValue::from_str(id).ok())
+    {
+        response
+            .headers_mut()
+            .insert(headers::ANTHROPIC_REQUEST_ID, id);
+    }
     let status = response.status();
     let info = match response.extensions().get::<ErrorInfo>() {
         Some(info) => info.clone(),
@@ -32,7 +46,11 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
         }
         None => return response,
     };
-    let body = error_json(&info, request_id.as_deref());
+    let body = if anthropic {
+        anthropic_error_json(status, &info, request_id.as_deref())
+    } else {
+        error_json(&info, request_id.as_deref())
+    };
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -61,6 +61,9 @@ struct Body<'a> {
     tools: Vec<WireTool<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_choice: Option<WireChoice<'a>>,
+    /// The Messages route's fields without a domain equivalent (`top_k`, …), unchanged.
+    #[serde(flatten)]
+    extra: &'a serde_json::Map<String, Value>,
 }
 
 /// A function as Anthropic describes it: `input_schema` is OpenAI's `parameters`.
@@ -137,6 +140,15 @@ fn dropped(p: &Params) -> Vec<&str> {
     out
 }
 
+/// Message fields Anthropic has no equivalent for (OpenAI's `name`, …), as `messages[i].field`.
+fn dropped_message_fields(messages: &[Message]) -> Vec<String> {
+    messages
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| m.extra.keys().map(move |k| format!("messages[{i}].{k}")))
+        .collect()
+}
+
 #[derive(Serialize)]
 struct WireMessage<'a> {
     role: &'static str,
@@ -168,6 +180,8 @@ enum WireBlock<'a> {
     ToolResult {
         tool_use_id: &'a str,
         content: Content<'a>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
     },
 }
 
@@ -202,15 +216,53 @@ fn blocks(blocks: &[Block]) -> Vec<WireBlock<'_>> {
                     .filter(Value::is_object)
                     .unwrap_or_else(|| Value::Object(serde_json::Map::new())),
             },
-            Block::ToolResult { call_id, content } => WireBlock::ToolResult {
+            Block::ToolResult {
+                call_id,
+                content,
+                is_error,
+            } => WireBlock::ToolResult {
                 tool_use_id: call_id,
                 content: match content {
                     ToolOutput::Text(text) => Content::Text(text),
                     ToolOutput::Blocks(inner) => Content::Blocks(self::blocks(inner)),
                 },
+                is_error: *is_error,
             },
         })
         .collect()
+}
+
+/// System messages as the top-level `system` text, joined by blank lines.
+fn system(messages: &[Message]) -> Option<String> {
+    let system: Vec<String> = messages
+        .iter()
+        .filter(|m| m.role == Role::System)
+        .map(Message::text)
+        .collect();
+    (!system.is_empty()).then(|| system.join("\n\n"))
+}
+
+/// The conversation in Anthropic's turns: consecutive tool messages (the
+/// results of parallel calls) become one user turn of `tool_result` blocks,
+/// as Anthropic wants them and as the Messages route received them.
+fn turns(messages: &[Message]) -> Vec<WireMessage<'_>> {
+    let mut out: Vec<WireMessage<'_>> = Vec::with_capacity(messages.len());
+    let mut after_tool = false;
+    for m in messages.iter().filter(|m| m.role != Role::System) {
+        let joins = after_tool && m.role == Role::Tool;
+        after_tool = m.role == Role::Tool;
+        if joins && let Some(last) = out.last_mut() {
+            let mut merged = match std::mem::replace(&mut last.content, Content::Blocks(vec![])) {
+                Content::Blocks(b) => b,
+                Content::Text(text) => vec![WireBlock::Text { text }],
+            };
+            merged.extend(blocks(&m.blocks));
+            last.content = Content::Blocks(merged);
+            continue;
+        }
+        out.push(WireMessage::new(m));
+    }
+    out
 }
 
 impl<'a> WireMessage<'a> {
@@ -232,11 +284,20 @@ impl<'a> WireMessage<'a> {
 /// Anthropic's stop reasons, mapped once; unknown ones are kept (cut short) for native answers.
 fn finish_reason(word: &str) -> FinishReason {
     match word {
-        "end_turn" | "stop_sequence" => FinishReason::Stop,
+        "end_turn" => FinishReason::Stop,
+        "stop_sequence" => FinishReason::StopSequence(None),
         "max_tokens" => FinishReason::Length,
         "tool_use" => FinishReason::ToolCalls("tool_use"),
         "refusal" => FinishReason::ContentFilter("refusal"),
         other => FinishReason::other(other),
+    }
+}
+
+/// The stop sequence that matched, on a `stop_sequence` reason.
+fn with_sequence(reason: FinishReason, sequence: Option<String>) -> FinishReason {
+    match reason {
+        FinishReason::StopSequence(None) => FinishReason::StopSequence(sequence),
+        other => other,
     }
 }
 
@@ -248,28 +309,17 @@ struct Metadata<'a> {
 impl<'a> Body<'a> {
     /// System messages go to the top-level `system` field, joined by blank lines.
     fn new(req: &'a ProviderRequest, stream: bool) -> Self {
-        let system: Vec<String> = req
-            .messages
-            .iter()
-            .filter(|m| m.role == Role::System)
-            .map(Message::text)
-            .collect();
-        let messages = req
-            .messages
-            .iter()
-            .filter(|m| m.role != Role::System)
-            .map(WireMessage::new)
-            .collect();
         let dropped = dropped(&req.params);
-        if !dropped.is_empty() {
-            tracing::debug!(fields = ?dropped, "fields without an Anthropic equivalent were not sent");
+        let in_messages = dropped_message_fields(&req.messages);
+        if !dropped.is_empty() || !in_messages.is_empty() {
+            tracing::debug!(fields = ?dropped, message_fields = ?in_messages, "fields without an Anthropic equivalent were not sent");
         }
         let (tools, tool_choice) = tools(&req.params);
         Self {
             model: &req.model,
             max_tokens: req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
-            system: (!system.is_empty()).then(|| system.join("\n\n")),
-            messages,
+            system: system(&req.messages),
+            messages: turns(&req.messages),
             temperature: req.temperature,
             top_p: req.top_p,
             stop_sequences: &req.stop,
@@ -277,6 +327,7 @@ impl<'a> Body<'a> {
             stream,
             tools,
             tool_choice,
+            extra: &req.params.anthropic,
         }
     }
 }
@@ -286,6 +337,9 @@ struct Response {
     content: Vec<ResponseBlock>,
     #[serde(default)]
     stop_reason: Option<String>,
+    /// Which stop sequence matched (`stop_reason: stop_sequence`).
+    #[serde(default)]
+    stop_sequence: Option<String>,
     #[serde(default)]
     usage: Option<WireUsage>,
 }
@@ -331,10 +385,12 @@ impl Response {
         let usage = self.usage.unwrap_or_default();
         Completion {
             blocks,
-            finish_reason: self
-                .stop_reason
-                .as_deref()
-                .map_or(FinishReason::Stop, finish_reason),
+            finish_reason: with_sequence(
+                self.stop_reason
+                    .as_deref()
+                    .map_or(FinishReason::Stop, finish_reason),
+                self.stop_sequence,
+            ),
             usage: Usage {
                 input_tokens: usage.input_tokens,
                 output_tokens: usage.output_tokens,
@@ -431,7 +487,10 @@ impl Translate for EventReader {
             "content_block_stop" => self.open_tool = None,
             "message_delta" => {
                 if let Some(reason) = field(&v, &["delta", "stop_reason"]).and_then(Value::as_str) {
-                    self.stop_reason = Some(finish_reason(reason));
+                    let sequence = field(&v, &["delta", "stop_sequence"])
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    self.stop_reason = Some(with_sequence(finish_reason(reason), sequence));
                 }
                 if let Some(n) = count(&v, &["usage", "output_tokens"]) {
                     self.usage.output_tokens = n;
@@ -547,6 +606,7 @@ mod tests {
                     },
                 ],
                 form: Form::Parts,
+                extra: Default::default(),
             },
             Message {
                 role: Role::Assistant,
@@ -556,14 +616,17 @@ mod tests {
                     arguments: r#"{"city":"Lisbon"}"#.into(),
                 }],
                 form: Form::Parts,
+                extra: Default::default(),
             },
             Message {
                 role: Role::Tool,
                 blocks: vec![Block::ToolResult {
                     call_id: "call_1".into(),
                     content: ToolOutput::Text("sunny".into()),
+                    is_error: false,
                 }],
                 form: Form::Parts,
+                extra: Default::default(),
             },
         ]);
         let body = serde_json::to_value(Body::new(&req, false)).unwrap_or_default();

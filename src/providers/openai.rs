@@ -114,6 +114,9 @@ struct WireMessage<'a> {
     tool_calls: Vec<WireCall<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_call_id: Option<&'a str>,
+    /// The client's other message fields (`name`, …), unchanged.
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
 }
 
 #[derive(Serialize)]
@@ -193,7 +196,9 @@ impl<'a> WireMessage<'a> {
             .collect();
         // A tool message carries one result: its call id, and its content as the message's.
         let result = m.blocks.iter().find_map(|b| match b {
-            Block::ToolResult { call_id, content } => Some((call_id.as_str(), content)),
+            Block::ToolResult {
+                call_id, content, ..
+            } => Some((call_id.as_str(), content)),
             _ => None,
         });
         let content = match (m.as_string(), result) {
@@ -211,6 +216,7 @@ impl<'a> WireMessage<'a> {
             content,
             tool_calls,
             tool_call_id: result.map(|(id, _)| id),
+            extra: &m.extra,
         }
     }
 }
@@ -229,6 +235,20 @@ fn finish_reason(word: &str) -> FinishReason {
 impl<'a> Body<'a> {
     pub fn new(req: &'a ProviderRequest, stream: bool) -> Self {
         let p = &*req.params;
+        let failed_results = req
+            .messages
+            .iter()
+            .flat_map(|m| &m.blocks)
+            .any(|b| matches!(b, Block::ToolResult { is_error: true, .. }));
+        if !p.anthropic.is_empty() || failed_results {
+            // Anthropic-only hints (`top_k`, …) and `is_error` have no OpenAI equivalent.
+            let fields: Vec<&str> = p.anthropic.keys().map(String::as_str).collect();
+            tracing::debug!(
+                ?fields,
+                is_error = failed_results,
+                "fields without an OpenAI equivalent were not sent"
+            );
+        }
         let (max_tokens, max_completion_tokens) = match p.max_tokens_field {
             MaxTokensField::MaxTokens => (req.max_tokens, None),
             MaxTokensField::MaxCompletionTokens => (None, req.max_tokens),
@@ -569,6 +589,7 @@ mod tests {
                     },
                 ],
                 form: Form::Parts,
+                extra: Default::default(),
             },
             Message {
                 role: Role::Assistant,
@@ -578,14 +599,17 @@ mod tests {
                     arguments: r#"{"city":"Lisbon"}"#.into(),
                 }],
                 form: Form::Parts,
+                extra: Default::default(),
             },
             Message {
                 role: Role::Tool,
                 blocks: vec![Block::ToolResult {
                     call_id: "call_1".into(),
                     content: ToolOutput::Text("sunny".into()),
+                    is_error: false,
                 }],
                 form: Form::Parts,
+                extra: Default::default(),
             },
             Message::user_text("thanks"),
         ]);

@@ -1,6 +1,7 @@
 //! The router: `/api/v1` (guarded), health, metrics, and a JSON 404 fallback.
 
 pub mod admin;
+mod anthropic;
 mod chat;
 mod extract;
 mod health;
@@ -28,6 +29,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
     let api = Router::new()
         .route(paths::CHAT, post(chat::chat))
         .route(paths::COMPLETIONS, post(openai::completions))
+        .route(paths::MESSAGES, post(anthropic::messages))
         .route(paths::MODELS, get(openai::models))
         .route(paths::MODEL, get(openai::model));
     let api = middleware::api_guards(api, &state);
@@ -62,6 +64,7 @@ fn near_miss(path: &str) -> Option<&'static str> {
     let api = [
         ("/chat", paths::CHAT),
         ("/chat/completions", paths::COMPLETIONS),
+        ("/messages", paths::MESSAGES),
         ("/models", paths::MODELS),
     ];
     ["/api/v1", "/api", "/v1", ""].iter().find_map(|prefix| {
@@ -128,6 +131,7 @@ mod tests {
             ("/api/chat", "/api/v1/chat"),
             ("/v1/chat", "/api/v1/chat"),
             ("/v1/models", "/api/v1/models"),
+            ("/v1/messages", "/api/v1/messages"),
             ("/models", "/api/v1/models"),
             ("/api/v1/chat/", "/api/v1/chat"),
             ("/api/v1/chat/completions//", "/api/v1/chat/completions"),

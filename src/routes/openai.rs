@@ -33,22 +33,28 @@ use crate::state::AppState;
 pub struct Body(Map<String, Value>);
 
 /// A 400 naming `field`.
-fn wrong(field: &str, expected: &str) -> ApiError {
+pub(super) fn wrong(field: &str, expected: &str) -> ApiError {
     ApiError::invalid_param(field.to_owned(), format!("{field} must be {expected}"))
 }
 
 /// Takes `field` out of the body; `null` counts as absent.
-fn take(body: &mut Map<String, Value>, field: &str) -> Option<Value> {
+pub(super) fn take(body: &mut Map<String, Value>, field: &str) -> Option<Value> {
     body.remove(field).filter(|v| !v.is_null())
 }
 
-fn take_f64(body: &mut Map<String, Value>, field: &str) -> Result<Option<f64>, ApiError> {
+pub(super) fn take_f64(
+    body: &mut Map<String, Value>,
+    field: &str,
+) -> Result<Option<f64>, ApiError> {
     take(body, field)
         .map(|v| v.as_f64().ok_or_else(|| wrong(field, "a number")))
         .transpose()
 }
 
-fn take_u32(body: &mut Map<String, Value>, field: &str) -> Result<Option<u32>, ApiError> {
+pub(super) fn take_u32(
+    body: &mut Map<String, Value>,
+    field: &str,
+) -> Result<Option<u32>, ApiError> {
     take(body, field)
         .map(|v| {
             v.as_u64()
@@ -58,13 +64,19 @@ fn take_u32(body: &mut Map<String, Value>, field: &str) -> Result<Option<u32>, A
         .transpose()
 }
 
-fn take_bool(body: &mut Map<String, Value>, field: &str) -> Result<Option<bool>, ApiError> {
+pub(super) fn take_bool(
+    body: &mut Map<String, Value>,
+    field: &str,
+) -> Result<Option<bool>, ApiError> {
     take(body, field)
         .map(|v| v.as_bool().ok_or_else(|| wrong(field, "true or false")))
         .transpose()
 }
 
-fn take_string(body: &mut Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn take_string(
+    body: &mut Map<String, Value>,
+    field: &str,
+) -> Result<Option<String>, ApiError> {
     take(body, field)
         .map(|v| match v {
             Value::String(s) => Ok(s),
@@ -73,7 +85,7 @@ fn take_string(body: &mut Map<String, Value>, field: &str) -> Result<Option<Stri
         .transpose()
 }
 
-fn take_object(
+pub(super) fn take_object(
     body: &mut Map<String, Value>,
     field: &str,
 ) -> Result<Option<Map<String, Value>>, ApiError> {
@@ -268,6 +280,7 @@ impl Body {
                 stream_options,
                 // What is left is not ours: OpenAI-kind targets get it unchanged.
                 extra: body,
+                anthropic: Map::new(),
             },
         };
         Ok((req, include_usage))
@@ -277,7 +290,7 @@ impl Body {
 /// OpenAI's finish words for any provider's reason; unknown ones are `stop`.
 fn finish_reason(reason: &FinishReason) -> &'static str {
     match reason {
-        FinishReason::Stop | FinishReason::Other(_) => "stop",
+        FinishReason::Stop | FinishReason::StopSequence(_) | FinishReason::Other(_) => "stop",
         FinishReason::Length => "length",
         FinishReason::ToolCalls(_) => "tool_calls",
         FinishReason::ContentFilter(_) => "content_filter",

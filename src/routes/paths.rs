@@ -6,6 +6,8 @@ use std::borrow::Cow;
 pub const CHAT: &str = "/api/v1/chat";
 pub const COMPLETIONS: &str = "/api/v1/chat/completions";
 pub const MODELS: &str = "/api/v1/models";
+/// Anthropic's Messages format.
+pub const MESSAGES: &str = "/api/v1/messages";
 /// One model (`models.retrieve`); ids may contain `/`.
 pub const MODEL: &str = "/api/v1/models/{*id}";
 pub const HEALTH: &str = "/health";
@@ -19,7 +21,23 @@ pub const ADMIN_RELOAD: &str = "/admin/v1/reload";
 pub const ADMIN: [&str; 2] = [ADMIN_CONFIG, ADMIN_RELOAD];
 
 /// Every route a client calls.
-pub const ALL: [&str; 7] = [CHAT, COMPLETIONS, MODELS, MODEL, HEALTH, READY, METRICS];
+pub const ALL: [&str; 8] = [
+    CHAT,
+    COMPLETIONS,
+    MESSAGES,
+    MODELS,
+    MODEL,
+    HEALTH,
+    READY,
+    METRICS,
+];
+
+/// Whether errors on `path` take Anthropic's shape: the Messages route, and
+/// any path ending in `/v1/messages`, so an Anthropic SDK pointed at the
+/// wrong base URL reads its 404 (with the hint to the right route).
+pub fn speaks_anthropic(path: &str) -> bool {
+    path.trim_end_matches('/').ends_with("/v1/messages")
+}
 
 /// The `route` label (and log field) of requests that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";

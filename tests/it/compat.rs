@@ -683,3 +683,24 @@ async fn a_cors_preflight_allows_the_js_sdks_stainless_headers() {
         assert!(exposed.contains(header), "{header} not in {exposed}");
     }
 }
+
+#[tokio::test]
+async fn a_messages_name_and_other_fields_reach_an_openai_target_and_not_anthropic() {
+    let body = json!({"model": "default", "messages": [
+        {"role": "user", "name": "alice", "content": "hi", "x_future": 1}
+    ]});
+    let up = Upstream::openai().await;
+    let app = app_on("openai", &up).await;
+    assert_eq!(completions(&app, body.clone()).await.status(), 200);
+    assert_eq!(
+        up.requests()[0].body["messages"][0],
+        json!({"role": "user", "name": "alice", "content": "hi", "x_future": 1})
+    );
+    let up = Upstream::anthropic().await;
+    let app = app_on("anthropic", &up).await;
+    assert_eq!(completions(&app, body).await.status(), 200);
+    assert_eq!(
+        up.requests()[0].body["messages"][0],
+        json!({"role": "user", "content": "hi"})
+    );
+}

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod anthropic_sdk;
 mod cancellation;
 mod cli;
 mod compat;
@@ -18,8 +19,10 @@ mod guard;
 mod hostile_client;
 mod hostile_upstream;
 mod interaction_log;
+mod js_sdk;
 mod jwt;
 mod logs;
+mod messages;
 mod metrics;
 mod metrics_endpoint;
 mod middleware;
