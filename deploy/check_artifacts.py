@@ -52,6 +52,10 @@ METRICS = HISTOGRAMS | {
     "chatgate_cache_entries",
     "chatgate_cache_bytes",
     "chatgate_faq_answers_total",
+    # Safety and live configuration (README "Safety", "Roll out changes").
+    "chatgate_guard_matches_total",
+    "chatgate_config_reloads_total",
+    "chatgate_config_info",
 }
 METRIC_RE = re.compile(r"\bchatgate_[a-z0-9_]+\b")
 SEVERITIES = {"critical", "warning"}

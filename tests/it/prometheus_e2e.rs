@@ -22,6 +22,8 @@ use crate::support::*;
 
 const METRICS_TOKEN: &str = "prometheus-e2e-scrape-token";
 const LIMITED_KEY: &str = "limited-key-for-429s";
+/// The admin key: the test reloads the config once (config-reload panels).
+const ADMIN_KEY: &str = "prometheus-e2e-admin-key";
 /// A key whose token budget the first answer spends (budget panels).
 const BUDGET_KEY: &str = "budgeted-key-for-refusals";
 /// The whole test, Prometheus start-up included.
@@ -213,13 +215,16 @@ async fn serve(good: &Upstream, bad: &Upstream) -> Running {
          [models.cached]\ntargets = [\"good:m-good\"]\ncache_ttl = \"10m\"\n\
          [auth.keys.limited]\nsha256 = \"{limited}\"\nrequests_per_minute = 1\n\
          [auth.keys.budgeted]\nsha256 = \"{budgeted}\"\ntokens_per_day = 1\n\
-         [[faq]]\nname = \"hours\"\nphrases = [\"delivery hours\"]\nanswer = \"Mon-Sat.\"\n",
+         [[faq]]\nname = \"hours\"\nphrases = [\"delivery hours\"]\nanswer = \"Mon-Sat.\"\n\
+         [[guard.rules]]\nname = \"probe\"\npattern = \"(?i)guard probe\"\non = \"input\"\naction = \"flag\"\n\
+         [admin.keys.ops]\nsha256 = \"{admin}\"\n",
         good = Provider::openai("good", good).max_retries(0),
         bad = Provider::openai("bad", bad)
             .max_retries(1)
             .circuit(2, "10m"),
         limited = chatgate::config::sha256_hex(LIMITED_KEY),
         budgeted = chatgate::config::sha256_hex(BUDGET_KEY),
+        admin = chatgate::config::sha256_hex(ADMIN_KEY),
     );
     Chatgate::with_config(&toml)
         .envs(upstream_env())
@@ -250,10 +255,20 @@ async fn traffic(gw: &Running) {
         (BUDGET_KEY, "default", "hello"),
         (BUDGET_KEY, "default", "hello"),
         (KEY, "default", "what are your delivery hours?"),
+        (KEY, "default", "a guard probe"),
     ] {
         let r = ask(key, model, text).await;
         assert!(r.is_ok(), "{r:?}");
     }
+    let reload = client
+        .post(gw.url("/admin/v1/reload"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await;
+    assert!(
+        reload.is_ok_and(|r| r.status() == 200),
+        "the config reloads"
+    );
     let rounds = [
         chat(KEY, "default"),
         chat(KEY, "default"),
