@@ -680,6 +680,15 @@ pub enum StreamEvent {
         name: Option<String>,
         arguments: String,
     },
+    /// Fields of an OpenAI-kind upstream's chunk that chatgate does not own
+    /// (`logprobs`, `system_fingerprint`, `service_tier`, …): passed on by the
+    /// OpenAI route only, in a chunk of its own; other routes skip them.
+    Extra {
+        /// Of the chunk's choice (`logprobs`, …).
+        choice: Map<String, Value>,
+        /// Of the chunk itself (`system_fingerprint`, …).
+        top: Map<String, Value>,
+    },
     /// The last event of a stream that ended well.
     Finished {
         finish_reason: FinishReason,

@@ -309,7 +309,7 @@ fn observe(
             match &event {
                 Ok(StreamEvent::Delta(delta)) => watch.delta(delta),
                 // Tool calls reach the OpenAI route only; the interaction log keeps text.
-                Ok(StreamEvent::ToolCall { .. }) => {}
+                Ok(StreamEvent::ToolCall { .. } | StreamEvent::Extra { .. }) => {}
                 Ok(StreamEvent::Finished { usage, .. }) => {
                     count_tokens(&watch.state, &watch.served, *usage);
                     watch.end(watch.served.outcome(), Some(*usage));

@@ -198,6 +198,7 @@ pub(super) fn account_stream(
                 match &event {
                     Ok(StreamEvent::Delta(delta)) => books.keep(delta),
                     Ok(StreamEvent::ToolCall { .. }) => books.drop_store(),
+                    Ok(StreamEvent::Extra { .. }) => {}
                     Ok(StreamEvent::Finished {
                         finish_reason,
                         usage,

@@ -414,7 +414,13 @@ struct Chunk {
     usage: Option<WireUsage>,
     #[serde(default)]
     error: Option<serde_json::Value>,
+    /// Every other field (`id`, `model`, … are ours on the way out; the rest passes on).
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
 }
+
+/// Chunk fields chatgate sets itself on the way out (never passed on).
+const OWN_CHUNK_FIELDS: [&str; 4] = ["id", "object", "created", "model"];
 
 #[derive(Deserialize)]
 struct ChunkChoice {
@@ -422,6 +428,9 @@ struct ChunkChoice {
     delta: Option<Delta>,
     #[serde(default)]
     finish_reason: Option<String>,
+    /// `logprobs` and any other field of the choice; `index` is ours.
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -456,6 +465,9 @@ struct DeltaFunction {
 pub struct ChunkReader {
     finish_reason: Option<FinishReason>,
     usage: Usage,
+    /// The chunk-level extras went out once (`system_fingerprint` repeats on
+    /// every chunk; a choice's `logprobs` go out with each chunk that has them).
+    top_sent: bool,
 }
 
 impl Translate for ChunkReader {
@@ -478,7 +490,19 @@ impl Translate for ChunkReader {
                 detail: None,
             });
         }
+        let mut top = chunk.extra;
+        top.retain(|k, v| !v.is_null() && !OWN_CHUNK_FIELDS.contains(&k.as_str()));
         for choice in chunk.choices {
+            let mut extra = choice.extra;
+            extra.retain(|k, v| !v.is_null() && k != "index");
+            if !extra.is_empty() || (!top.is_empty() && !self.top_sent) {
+                // Before the chunk's text, as the upstream ordered them.
+                out.push_back(StreamEvent::Extra {
+                    choice: extra,
+                    top: std::mem::take(&mut top),
+                });
+                self.top_sent = true;
+            }
             if let Some(delta) = choice.delta {
                 if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                     out.push_back(StreamEvent::Delta(text));

@@ -675,6 +675,8 @@ impl Blocks {
             return;
         }
         match event_in {
+            // An OpenAI-kind upstream's own chunk fields: the Messages format has no place for them.
+            Ok(StreamEvent::Extra { .. }) => {}
             Ok(StreamEvent::Delta(text)) => {
                 let index = match self.open {
                     Some((index, None)) => index,

@@ -129,7 +129,12 @@ pub async fn chat(
             .events
             // The native route offers no tools, so no target calls one; a
             // stray call piece has no place in the native format.
-            .filter(|event| std::future::ready(!matches!(event, Ok(StreamEvent::ToolCall { .. }))))
+            .filter(|event| {
+                std::future::ready(!matches!(
+                    event,
+                    Ok(StreamEvent::ToolCall { .. } | StreamEvent::Extra { .. })
+                ))
+            })
             .map(move |event| -> Result<Event, Infallible> {
                 Ok(match event {
                     Ok(StreamEvent::Delta(text)) => Event::default()
@@ -144,7 +149,9 @@ pub async fn chat(
                         .json_data(reply(&id, &served, None, finish_reason.native(), usage))
                         .unwrap_or_default(),
                     Err(error) => sse_error(&error),
-                    Ok(StreamEvent::ToolCall { .. }) => Event::default().comment("tool call"),
+                    Ok(StreamEvent::ToolCall { .. } | StreamEvent::Extra { .. }) => {
+                        Event::default().comment("tool call")
+                    }
                 })
             });
         let response = Sse::new(events)

@@ -455,14 +455,21 @@ struct Chunk<'a> {
     choices: Vec<ChunkChoice<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<UsageOut<'a>>,
+    /// The upstream chunk's own fields (`system_fingerprint`, …), passed on.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extra: Option<&'a Map<String, Value>>,
 }
 
 #[derive(Serialize)]
 struct ChunkChoice<'a> {
     index: u32,
     delta: Delta<'a>,
-    logprobs: Option<()>,
+    /// Required and nullable in OpenAI's schema: `null` unless the upstream sent some.
+    logprobs: Option<&'a Value>,
     finish_reason: Option<&'static str>,
+    /// The upstream choice's other fields, passed on.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extra: Option<&'a Map<String, Value>>,
 }
 
 #[derive(Serialize, Default)]
@@ -502,6 +509,15 @@ struct Chunks {
 
 impl Chunks {
     fn event(&self, choice: Option<ChunkChoice<'_>>, usage: Option<UsageOut<'_>>) -> Event {
+        self.chunk(choice, usage, None)
+    }
+
+    fn chunk(
+        &self,
+        choice: Option<ChunkChoice<'_>>,
+        usage: Option<UsageOut<'_>>,
+        extra: Option<&Map<String, Value>>,
+    ) -> Event {
         let chunk = Chunk {
             id: &self.id,
             object: "chat.completion.chunk",
@@ -509,6 +525,7 @@ impl Chunks {
             model: &self.model,
             choices: choice.into_iter().collect(),
             usage,
+            extra,
         };
         Event::default().json_data(chunk).unwrap_or_default()
     }
@@ -519,8 +536,24 @@ impl Chunks {
             delta,
             logprobs: None,
             finish_reason,
+            extra: None,
         };
         self.event(Some(choice), None)
+    }
+
+    /// The upstream's own fields of a chunk (`logprobs`, `system_fingerprint`,
+    /// …) in a chunk with an empty delta.
+    fn extra(&self, choice: &Map<String, Value>, top: &Map<String, Value>) -> Event {
+        let mut rest = choice.clone();
+        let logprobs = rest.remove("logprobs");
+        let choice = ChunkChoice {
+            index: 0,
+            delta: Delta::default(),
+            logprobs: logprobs.as_ref(),
+            finish_reason: None,
+            extra: (!rest.is_empty()).then_some(&rest),
+        };
+        self.chunk(Some(choice), None, (!top.is_empty()).then_some(top))
     }
 }
 
@@ -564,6 +597,7 @@ pub async fn completions(
                 },
                 None,
             )],
+            Ok(StreamEvent::Extra { choice, top }) => vec![chunks.extra(&choice, &top)],
             Ok(StreamEvent::ToolCall {
                 index,
                 id,

@@ -704,3 +704,55 @@ async fn a_messages_name_and_other_fields_reach_an_openai_target_and_not_anthrop
         json!({"role": "user", "content": "hi"})
     );
 }
+
+#[tokio::test]
+async fn streamed_logprobs_and_system_fingerprint_reach_the_client_and_ours_stay_ours() {
+    let up = Upstream::openai().await;
+    let app = app_on("openai", &up).await;
+    let logprobs = |token: &str| json!({"content": [{"token": token, "logprob": -0.25, "bytes": null, "top_logprobs": []}]});
+    let chunk = |delta: Value, lp: Value, finish: Value| {
+        data_frame(
+            &json!({"id": "upstream-id", "object": "chat.completion.chunk", "created": 1,
+                           "model": "m1", "system_fingerprint": "fp_123",
+                           "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}]}),
+        )
+    };
+    up.push([Reply::Frames(vec![
+        chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+            Value::Null,
+        ),
+        chunk(json!({"content": "Hel"}), logprobs("Hel"), Value::Null),
+        chunk(json!({"content": "lo"}), logprobs("lo"), Value::Null),
+        chunk(json!({}), Value::Null, json!("stop")),
+        "data: [DONE]\n\n".into(),
+    ])]);
+    let r = completions(
+        &app,
+        json!({"messages": say("hi"), "stream": true, "logprobs": true}),
+    )
+    .await;
+    let chunks = chunks(r).await;
+    let tokens: Vec<&str> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["logprobs"]["content"][0]["token"].as_str())
+        .collect();
+    assert_eq!(tokens, ["Hel", "lo"], "{chunks:?}");
+    assert!(
+        chunks.iter().any(|c| c["system_fingerprint"] == "fp_123"),
+        "{chunks:?}"
+    );
+    let id = &chunks[0]["id"];
+    assert!(
+        chunks
+            .iter()
+            .all(|c| &c["id"] == id && c["id"] != "upstream-id"),
+        "one id of ours on every chunk: {chunks:?}"
+    );
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "Hello");
+}
