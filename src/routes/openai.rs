@@ -615,16 +615,16 @@ pub async fn completions(
 }
 
 /// One model, as OpenAI's schema has it.
-#[derive(Serialize)]
-struct ModelOut<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ModelOut<'a> {
     id: &'a str,
     object: &'static str,
     created: u64,
     owned_by: &'static str,
 }
 
-#[derive(Serialize)]
-struct ModelList<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ModelList<'a> {
     object: &'static str,
     data: Vec<ModelOut<'a>>,
 }
