@@ -137,3 +137,43 @@ async fn the_spec_validates_as_openapi_3_1_and_real_answers_of_every_route_confo
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_and_no_answer_off_the_spec() {
+    let Some(python) = std::env::var_os("CHATGATE_DOCS_PYTHON") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide CHATGATE_DOCS_PYTHON (see .ci/run)"
+        );
+        eprintln!(
+            "\n*** SKIPPED schemathesis_finds_no_server_error_and_no_answer_off_the_spec: set CHATGATE_DOCS_PYTHON to a python with `schemathesis` installed ***\n"
+        );
+        return;
+    };
+    let app = spawn_app("[models.default]\ntargets = [\"mock:echo\"]\n").await;
+    // schemathesis's own entry point, run by the venv's python.
+    let run = tokio::process::Command::new(python)
+        .args(["-m", "schemathesis.cli", "run"])
+        .arg(app.url("/openapi.json"))
+        .args(["--header", &format!("Authorization: Bearer {KEY}")])
+        .args(["--max-examples", "20", "--workers", "2", "--seed", "1"])
+        .args([
+            "--checks",
+            "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance",
+        ])
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true)
+        .output();
+    // Generous bound: it takes well under a minute here.
+    let output = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .expect("schemathesis ran past 120 s")
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
