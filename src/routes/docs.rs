@@ -38,7 +38,7 @@ struct PassThrough(serde_json::Map<String, serde_json::Value>);
 fn chat() {}
 
 #[utoipa::path(post, path = "/api/v1/chat/completions", tag = "openai",
-    request_body(content = PassThrough, description = "OpenAI's Chat Completions request"),
+    request_body(content = super::openai::RequestDoc, description = "OpenAI's Chat Completions request; other fields are passed through"),
     responses(
         (status = 200, description = "OpenAI's `chat.completion` (or with `stream: true` SSE `chat.completion.chunk`s ending in `[DONE]`)", body = PassThrough),
         (status = "4XX", description = "The request was refused", body = Error),
@@ -140,7 +140,7 @@ impl Modify for Schemes {
 #[openapi(
     info(title = "chatgate", description = "An LLM gateway: one API in front of several providers."),
     paths(chat, completions, messages, models, model, health, ready, metrics, admin_config, admin_reload),
-    components(schemas(Reply, OutMessage, UsageOut, ModelList, ModelOut, Error, ErrorBody, PassThrough)),
+    components(schemas(super::openai::RequestDoc, Reply, OutMessage, UsageOut, ModelList, ModelOut, Error, ErrorBody, PassThrough)),
     modifiers(&Schemes),
 )]
 struct Spec;
