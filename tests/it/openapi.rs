@@ -151,8 +151,11 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_spec() {
         return;
     };
     let app = spawn_app("[models.default]\ntargets = [\"mock:echo\"]\n").await;
-    // schemathesis's own entry point, run by the venv's python.
+    // schemathesis's own entry point, run by the venv's python, in a scratch
+    // directory: it writes a `.schemathesis/` cache where it runs.
+    let scratch = tempfile::tempdir().unwrap();
     let run = tokio::process::Command::new(python)
+        .current_dir(scratch.path())
         .args(["-m", "schemathesis.cli", "run"])
         .arg(app.url("/openapi.json"))
         .args(["--header", &format!("Authorization: Bearer {KEY}")])
