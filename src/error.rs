@@ -357,13 +357,21 @@ impl IntoResponse for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
+/// The error JSON (documented in `/openapi.json` as `Error`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct Envelope<'a> {
     error: Body<'a>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorBody)]
+pub(crate) struct Body<'a> {
+    /// One of the contract's codes.
+    #[schema(value_type = String, example = "invalid_request")]
+    #[schema(
+        pattern = "^(invalid_request|unsupported_feature|content_blocked|not_found|model_not_found|method_not_allowed|payload_too_large|headers_too_large|unsupported_media_type|unauthorized|rate_limited|budget_exceeded|upstream_error|upstream_unavailable|timeout|overloaded|internal_error)$"
+    )]
     code: &'a str,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -38,6 +38,7 @@ pub(super) struct Raw {
     faq: Vec<FaqRule>,
     guard: GuardConfig,
     output: OutputConfig,
+    docs: DocsConfig,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -429,6 +430,7 @@ pub(super) fn check(
         faq: raw.faq,
         guard,
         output: raw.output,
+        docs: raw.docs,
         sources,
     };
     Ok((config, warnings))

@@ -85,6 +85,7 @@ pub struct Config {
     pub faq: Vec<FaqRule>,
     pub guard: GuardConfig,
     pub output: OutputConfig,
+    pub docs: DocsConfig,
     /// Not a config key: what the loader read, and what it warns about.
     #[serde(rename = "layers")]
     pub sources: Sources,
@@ -283,6 +284,20 @@ pub struct MetricsConfig {
     /// When set, `/metrics` needs `Authorization: Bearer <token>`.
     #[serde(serialize_with = "secrets::redact_opt")]
     pub token: Option<SecretString>,
+}
+
+/// `[docs]`: the API reference (`/openapi.json` and `/docs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DocsConfig {
+    /// Off: both routes answer 404.
+    pub enabled: bool,
+}
+
+impl Default for DocsConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,8 +17,10 @@ use crate::dispatch;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct Body {
+    /// Required: `{role, content}` objects (`content` a string or content blocks).
+    #[schema(value_type = Vec<Object>)]
     messages: Option<Vec<WireMessage>>,
     model: Option<String>,
     max_tokens: Option<u32>,
@@ -49,15 +51,15 @@ impl Body {
     }
 }
 
-#[derive(Serialize)]
-struct OutMessage<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct OutMessage<'a> {
     role: &'static str,
     content: &'a str,
 }
 
 /// The response, and (without `message`) the `done` event.
-#[derive(Serialize)]
-struct Reply<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Reply<'a> {
     id: &'a str,
     model: &'a str,
     provider: Option<&'a str>,
@@ -95,8 +97,8 @@ fn reply<'a>(
 }
 
 /// Native `usage`: tokens and what they cost.
-#[derive(Serialize)]
-struct UsageOut {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct UsageOut {
     input_tokens: u32,
     output_tokens: u32,
     cost_usd: f64,

@@ -3,6 +3,7 @@
 pub mod admin;
 mod anthropic;
 mod chat;
+mod docs;
 mod extract;
 mod health;
 mod metrics;
@@ -38,6 +39,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .route(paths::HEALTH, get(health::live))
         .route(paths::READY, get(health::ready))
         .route(paths::METRICS, get(metrics::render))
+        .merge(docs_router(&state))
         .merge(admin::router(&state).unwrap_or_default())
         .merge(extra)
         .fallback(|uri: OriginalUri| async move {
@@ -46,6 +48,18 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
             }
         });
     middleware::stack(app, &state).with_state(state)
+}
+
+/// `/openapi.json` and `/docs`, unless `docs.enabled = false` (then 404).
+fn docs_router(state: &AppState) -> Router<AppState> {
+    if !state.config.docs.enabled {
+        return Router::new();
+    }
+    Router::new()
+        .route(paths::OPENAPI, get(docs::openapi))
+        .route(paths::DOCS, get(docs::index))
+        .route("/docs/", get(docs::index))
+        .route("/docs/{*file}", get(docs::asset))
 }
 
 /// The route an unknown `path` was probably meant for: a trailing slash or

@@ -203,6 +203,48 @@ fn tool_choice(value: Option<Value>) -> Result<Option<ToolChoice>, ApiError> {
     })
 }
 
+/// The request as `/openapi.json` documents it: every field
+/// [`Body::into_request`] reads (a unit test keeps the two together); any
+/// other field is passed through to OpenAI-kind targets. Only for the doc.
+#[derive(utoipa::ToSchema)]
+#[schema(as = ChatCompletionRequest)]
+#[allow(dead_code)]
+pub(super) struct RequestDoc {
+    /// Required: OpenAI's message objects.
+    #[schema(value_type = Vec<Object>)]
+    messages: Vec<Value>,
+    model: Option<String>,
+    max_tokens: Option<u32>,
+    max_completion_tokens: Option<u32>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    /// A string or a list of strings.
+    stop: Option<Value>,
+    user: Option<String>,
+    stream: Option<bool>,
+    /// `{"include_usage": bool}`.
+    #[schema(value_type = Option<Object>)]
+    stream_options: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    logit_bias: Option<Value>,
+    /// `{"type": "text" | "json_object" | "json_schema", …}`.
+    #[schema(value_type = Option<Object>)]
+    response_format: Option<Value>,
+    seed: Option<i64>,
+    frequency_penalty: Option<f64>,
+    presence_penalty: Option<f64>,
+    n: Option<u32>,
+    logprobs: Option<bool>,
+    top_logprobs: Option<u32>,
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Value>,
+    parallel_tool_calls: Option<bool>,
+    /// `"none"`, `"auto"`, `"required"` or `{"type": "function", …}`.
+    tool_choice: Option<Value>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    tools: Option<Value>,
+}
+
 impl Body {
     /// The validated request, and whether the client asked for the usage chunk.
     pub fn into_request(self) -> Result<(ChatRequest, bool), ApiError> {
@@ -649,16 +691,16 @@ pub async fn completions(
 }
 
 /// One model, as OpenAI's schema has it.
-#[derive(Serialize)]
-struct ModelOut<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ModelOut<'a> {
     id: &'a str,
     object: &'static str,
     created: u64,
     owned_by: &'static str,
 }
 
-#[derive(Serialize)]
-struct ModelList<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ModelList<'a> {
     object: &'static str,
     data: Vec<ModelOut<'a>>,
 }
@@ -695,5 +737,33 @@ pub async fn model(
     match state.catalog.get(&id) {
         Some(model) => Ok(Json(model_out(&model.name, state.started_at)).into_response()),
         None => Err(ApiError::ModelNotFound(id)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod doc_tests {
+    use super::*;
+
+    #[test]
+    fn every_request_field_the_parser_reads_is_in_the_documented_schema() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(RequestDoc::schema()).unwrap();
+        let documented = schema["properties"].as_object().unwrap();
+        let source = include_str!("openai.rs");
+        let parser = &source[source.find("fn into_request").unwrap()..];
+        let parser = &parser[..parser.find("\n    }\n}").unwrap()];
+        let read: Vec<&str> = parser
+            .split("(b, \"")
+            .skip(1)
+            .map(|rest| &rest[..rest.find('"').unwrap()])
+            .collect();
+        assert!(read.len() > 20, "{read:?}");
+        for field in read {
+            assert!(
+                documented.contains_key(field),
+                "{field} is read but not documented"
+            );
+        }
     }
 }

@@ -13,6 +13,9 @@ pub const MODEL: &str = "/api/v1/models/{*id}";
 pub const HEALTH: &str = "/health";
 pub const READY: &str = "/health/ready";
 pub const METRICS: &str = "/metrics";
+/// The OpenAPI document and its Swagger UI (`docs.enabled`).
+pub const OPENAPI: &str = "/openapi.json";
+pub const DOCS: &str = "/docs";
 
 pub const ADMIN_CONFIG: &str = "/admin/v1/config";
 pub const ADMIN_RELOAD: &str = "/admin/v1/reload";

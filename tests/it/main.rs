@@ -27,6 +27,7 @@ mod metrics;
 mod metrics_endpoint;
 mod middleware;
 mod openai_sdk;
+mod openapi;
 mod operations;
 mod prometheus_e2e;
 mod rate_limits;
