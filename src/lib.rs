@@ -3,6 +3,7 @@
 pub mod app;
 pub mod budget;
 pub mod cache;
+pub mod canary;
 pub mod chat;
 pub mod cli;
 pub mod config;

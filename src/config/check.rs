@@ -204,7 +204,10 @@ pub(super) fn check(
     let targeted: BTreeSet<&str> = raw
         .models
         .values()
-        .flat_map(|m| m.targets.iter().map(|t| t.provider.as_str()))
+        .flat_map(|m| {
+            let canary = m.canary.iter().flat_map(|c| c.targets.iter().flatten());
+            m.targets.iter().chain(canary).map(|t| t.provider.as_str())
+        })
         .collect();
     let mut providers = BTreeMap::new();
     for (name, mut p) in raw.providers {
@@ -290,8 +293,30 @@ pub(super) fn check(
                 "needs at least one `provider:model`".into(),
             );
         }
-        for (i, target) in m.targets.iter().enumerate() {
-            let tpath = format!("{path}.targets[{i}]");
+        if m.canary
+            .as_ref()
+            .is_some_and(|c| c.rollback_window.is_zero())
+        {
+            bad(
+                format!("{path}.canary.rollback_window"),
+                "must be greater than zero".into(),
+            );
+        }
+        let canary = m.canary.as_ref().and_then(|c| c.targets.as_ref());
+        if canary.is_some_and(Vec::is_empty) {
+            bad(
+                format!("{path}.canary.targets"),
+                "needs at least one `provider:model` (leave it out to use the model's)".into(),
+            );
+        }
+        let own = m
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("{path}.targets[{i}]"), t));
+        let theirs = canary.into_iter().flatten().enumerate();
+        let theirs = theirs.map(|(i, t)| (format!("{path}.canary.targets[{i}]"), t));
+        for (tpath, target) in own.chain(theirs) {
             match providers.get(&target.provider) {
                 None if skipped(skip, &format!("providers.{}", target.provider)) => {}
                 None => bad(
@@ -479,7 +504,8 @@ fn cost_control(
                 "must be greater than zero (leave it out to not cache)".into(),
             );
         }
-        for t in &m.targets {
+        let canary = m.canary.iter().flat_map(|c| c.targets.iter().flatten());
+        for t in m.targets.iter().chain(canary) {
             let Some(p) = providers.get(&t.provider) else {
                 continue;
             };

@@ -9,6 +9,7 @@
 //! and `check` turns the merged layers into a [`Config`] (secrets resolved,
 //! cross-field rules applied), so building the app from it cannot fail.
 
+mod canary;
 mod check;
 mod cost;
 mod env;
@@ -18,6 +19,7 @@ mod problem;
 mod secrets;
 mod values;
 
+pub use canary::{CanaryConfig, Percent, Sticky};
 pub use cost::{
     BudgetsConfig, CacheConfig, Caps, FaqRegex, FaqRule, Fraction, Price, Usd,
     normalise as faq_normalise,
@@ -450,6 +452,9 @@ pub struct ModelConfig {
     /// Opt-in response cache: how long an answer of this model is reused.
     #[serde(with = "values::duration_opt", skip_serializing_if = "Option::is_none")]
     pub cache_ttl: Option<Duration>,
+    /// A second variant taking `percent` of this model's traffic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

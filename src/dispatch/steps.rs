@@ -112,7 +112,7 @@ pub(super) fn faq_answer(model: &Model, hit: &faq::Hit) -> (Served, Completion) 
         provider: Some(Arc::from("faq")),
         provider_model: Some(hit.rule.clone()),
         usage: Some(Usage::default()),
-        ..Served::model(model.name.clone())
+        ..model.served()
     };
     let completion =
         Completion::from_text(hit.answer.to_string(), FinishReason::Stop, Usage::default());
@@ -128,7 +128,7 @@ pub(super) fn cached_answer(model: &Model, entry: &Entry) -> (Served, Completion
         price: Price::default(),
         cached: true,
         cache: CacheStatus::Hit,
-        ..Served::model(model.name.clone())
+        ..model.served()
     };
     let completion = Completion::from_text(
         entry.content.clone(),

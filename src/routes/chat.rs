@@ -68,6 +68,8 @@ struct Reply<'a> {
     usage: UsageOut,
     cached: bool,
     degraded: bool,
+    /// `stable` or `canary` (always sent: `stable` for a model without a canary).
+    variant: &'static str,
 }
 
 fn reply<'a>(
@@ -91,6 +93,7 @@ fn reply<'a>(
         },
         cached: served.cached,
         degraded: served.degraded,
+        variant: served.variant.as_str(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod canary;
 mod cancellation;
 mod cli;
 mod compat;
