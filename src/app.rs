@@ -20,6 +20,7 @@ use tracing::Span;
 
 use crate::budget::{self, Clock, MemorySpend, RedisSpend, SpendStore};
 use crate::cache::{AnswerStore, MemoryCache, RedisCache};
+use crate::canary::shared::Overrides;
 use crate::config::{Config, LoadOptions};
 use crate::limiter::{Limiter, MemoryLimiter, RedisLimiter};
 use crate::meters::Metrics;
@@ -97,6 +98,7 @@ fn stores(
         spend,
         answers,
         clock,
+        overrides: Overrides::new(link.cloned()),
     }
 }
 

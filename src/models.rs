@@ -188,7 +188,10 @@ impl Catalog {
             .iter()
             .map(|(name, m)| {
                 let canary = m.canary.as_ref().map(|c| {
-                    let rollout = Rollout::new(name, c, metrics);
+                    let seen = previous
+                        .and_then(|p| p.models.get(name)?.canary.as_ref())
+                        .map_or(0, |c| c.rollout.seen());
+                    let rollout = Rollout::new(name, c, metrics, seen);
                     Canary {
                         model: Arc::new(Model {
                             name: Arc::from(name.as_str()),
@@ -247,6 +250,17 @@ impl Catalog {
 
     pub fn get(&self, name: &str) -> Option<&Arc<Model>> {
         self.models.get(name)
+    }
+
+    /// Every model's canary rollout, by model name.
+    pub fn rollouts(&self) -> Vec<Arc<Rollout>> {
+        let mut all: Vec<Arc<Rollout>> = self
+            .models
+            .values()
+            .filter_map(|m| Some(m.canary.as_ref()?.rollout.clone()))
+            .collect();
+        all.sort_by(|a, b| a.model().cmp(b.model()));
+        all
     }
 
     /// How the default model's targets stand, for `/health/ready`: reported,

@@ -50,6 +50,8 @@ pub struct Shared {
     pub faq: Faq,
     pub budgets: Budgets,
     pub cache: Cache,
+    /// Where admin canary overrides are shared (Redis) or not.
+    pub overrides: crate::canary::shared::Overrides,
     /// Set when shutdown begins: readiness turns 503 before connections drain.
     pub shutting_down: Arc<AtomicBool>,
     /// Unix seconds at start-up (`created` of `/api/v1/models`).

@@ -29,6 +29,7 @@ pub use handle::{Outcome, ReloadHandle, Source, config_hash};
 
 use crate::budget::{Budgets, Clock, SpendStore};
 use crate::cache::{AnswerStore, Cache};
+use crate::canary::shared::{self, Overrides};
 use crate::config::{self, Config, LoadOptions, Problem};
 use crate::faq::Faq;
 use crate::guard::Guard;
@@ -53,6 +54,8 @@ pub struct Stores {
     pub answers: Arc<dyn AnswerStore>,
     /// The wall clock budgets read (tests set their own).
     pub clock: Clock,
+    /// Admin canary overrides, shared through Redis when the backend is Redis.
+    pub overrides: Overrides,
 }
 
 /// What outlives every config.
@@ -127,6 +130,9 @@ impl Live {
             }
         }
         tokio::spawn(serve_reloads(Arc::clone(&live), rx));
+        if live.lasting.stores.overrides.is_shared() {
+            tokio::spawn(follow_overrides(Arc::downgrade(&live)));
+        }
         live
     }
 
@@ -233,6 +239,7 @@ fn build_state(
             metrics.clone(),
         ),
         cache: Cache::new(stores.answers.clone(), max_entry, metrics.clone()),
+        overrides: stores.overrides.clone(),
         keys: Arc::new(KeyStore::new(&config.auth)),
         admin_keys: Arc::new(KeyStore::admin(&config.admin)),
         limiter,
@@ -244,6 +251,22 @@ fn build_state(
         reload: lasting.reload.clone(),
         config: Arc::new(config),
     })
+}
+
+/// Applies other replicas' canary overrides within a poll interval, in its
+/// own task (a slow Redis delays the next poll, never a request).
+async fn follow_overrides(live: std::sync::Weak<Live>) {
+    let mut tick = tokio::time::interval(shared::POLL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(live) = live.upgrade() else {
+            return;
+        };
+        let (overrides, state) = (live.lasting.stores.overrides.clone(), live.state());
+        drop(live);
+        overrides.poll(&state.catalog.rollouts()).await;
+    }
 }
 
 /// Serves reload requests one at a time, for as long as the app lives.

@@ -6,14 +6,17 @@
 
 use axum::Json;
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Path;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 
 use super::paths;
+use crate::config::Percent;
 use crate::context::KeyId;
 use crate::error::ApiError;
 use crate::headers;
@@ -29,7 +32,9 @@ pub fn router(state: &AppState) -> Option<Router<AppState>> {
     }
     let routes = Router::new()
         .route(paths::ADMIN_CONFIG, get(config))
-        .route(paths::ADMIN_RELOAD, post(reload));
+        .route(paths::ADMIN_RELOAD, post(reload))
+        .route(paths::ADMIN_CANARIES, get(canaries))
+        .route(paths::ADMIN_CANARY, put(set_canary));
     Some(routes.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         require_admin,
@@ -85,4 +90,63 @@ async fn reload(State(state): State<AppState>, headers: HeaderMap) -> Response {
             (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
         }
     }
+}
+
+/// `GET /admin/v1/canaries`: every model with a canary, as this replica runs it.
+async fn canaries(State(state): State<AppState>) -> Json<Value> {
+    let list: Vec<Value> = state
+        .catalog
+        .rollouts()
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r.view()).unwrap_or_default();
+            if let Value::Object(map) = &mut v {
+                map.insert("model".into(), r.model().to_string().into());
+            }
+            v
+        })
+        .collect();
+    Json(json!({ "canaries": list, "shared": state.overrides.is_shared() }))
+}
+
+/// The body of `PUT /admin/v1/canaries/{model}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetPercent {
+    percent: Percent,
+}
+
+/// `PUT /admin/v1/canaries/{model}` `{"percent": 0–100}`: overrides the
+/// percent until the next reload (clearing a rollback); with Redis, every
+/// replica follows within a poll interval.
+async fn set_canary(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let rollout = state
+        .catalog
+        .get(&model)
+        .and_then(|m| m.canary.as_ref())
+        .map(|c| c.rollout.clone())
+        .ok_or_else(|| ApiError::ModelNotFound(model.clone()))?;
+    let SetPercent { percent } = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(format!(
+            "expected {{\"percent\": a number from 0 to 100}}: {e}"
+        ))
+    })?;
+    let nonce = rollout.override_to(percent);
+    let shared = state.overrides.publish(&model, percent.get(), nonce).await;
+    if state.overrides.is_shared() && !shared {
+        tracing::warn!(
+            model,
+            "canary override not shared: Redis unreachable; it applies on this replica only"
+        );
+    }
+    let mut body = serde_json::to_value(rollout.view()).unwrap_or_default();
+    if let Value::Object(map) = &mut body {
+        map.insert("model".into(), model.into());
+        map.insert("shared".into(), shared.into());
+    }
+    Ok(Json(body))
 }

@@ -274,7 +274,6 @@ async fn a_reload_re_enables_a_rolled_back_canary_at_its_configured_percent() {
         series(&text, "chatgate_canary_percent", &[("model", "default")]),
         Some(100.0)
     );
-    let _ = ADMIN_KEY;
 }
 
 #[tokio::test]
@@ -312,4 +311,195 @@ async fn the_cache_never_serves_one_variants_answer_to_the_other() {
         (cache.as_str(), variant.as_str(), model),
         ("hit", "stable", json!("stable-m"))
     );
+}
+
+async fn admin_put(app: &TestApp, path: &str, key: Option<&str>, body: &str) -> (u16, Value) {
+    let mut req = app.client.put(app.url(path)).body(body.to_owned());
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    let r = req
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn admin_get(app: &TestApp, path: &str, key: Option<&str>) -> (u16, Value) {
+    let mut req = app.client.get(app.url(path));
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn an_admin_call_re_enables_a_rolled_back_canary_at_the_percent_it_sets() {
+    let (good, bad) = (Upstream::openai().await, Upstream::openai().await);
+    bad.push([Reply::status(500)]);
+    let toml = format!("{}{}", admin_toml(), failing_canary(&good, &bad, ""));
+    let app = spawn_app_with_env(&toml, &upstream_env()).await;
+    for _ in 0..4 {
+        app.chat(json!({"messages": say("hi")})).await;
+    }
+    let (status, body) = admin_get(&app, "/admin/v1/canaries", Some(ADMIN_KEY)).await;
+    assert_eq!(status, 200);
+    let c = &body["canaries"][0];
+    assert_eq!(c["model"], "default");
+    assert_eq!(c["rolled_back"], true, "{body}");
+    assert_eq!(
+        (
+            c["configured_percent"].as_f64(),
+            c["effective_percent"].as_f64()
+        ),
+        (Some(100.0), Some(0.0))
+    );
+    assert_eq!(
+        (c["window_requests"].as_u64(), c["window_errors"].as_u64()),
+        (Some(4), Some(4))
+    );
+
+    bad.push([Reply::text("fixed")]);
+    let (status, body) = admin_put(
+        &app,
+        "/admin/v1/canaries/default",
+        Some(ADMIN_KEY),
+        r#"{"percent": 100}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["rolled_back"].as_bool(),
+            body["effective_percent"].as_f64()
+        ),
+        (Some(false), Some(100.0))
+    );
+    let r = app.chat(json!({"messages": say("hi")})).await;
+    assert_eq!(r.headers()["x-chatgate-variant"], "canary");
+    let text = app.metrics().await;
+    assert_eq!(
+        series(&text, "chatgate_canary_percent", &[("model", "default")]),
+        Some(100.0)
+    );
+}
+
+#[tokio::test]
+async fn the_canary_admin_routes_need_an_admin_key_and_refuse_bad_values_and_unknown_canaries() {
+    let toml = format!(
+        "{}{}[models.plain]\ntargets = [\"mock:m\"]\n",
+        admin_toml(),
+        mock_canary(5.0, "")
+    );
+    let app = spawn_app(&toml).await;
+    let path = "/admin/v1/canaries/default";
+    assert_eq!(admin_get(&app, "/admin/v1/canaries", None).await.0, 401);
+    assert_eq!(
+        admin_get(&app, "/admin/v1/canaries", Some(KEY)).await.0,
+        401,
+        "a client key is not an admin key"
+    );
+    assert_eq!(
+        admin_put(&app, path, None, r#"{"percent": 5}"#).await.0,
+        401
+    );
+    assert_eq!(
+        admin_put(&app, path, Some(KEY), r#"{"percent": 5}"#)
+            .await
+            .0,
+        401
+    );
+    for bad in [
+        r#"{"percent": 101}"#,
+        r#"{"percent": -1}"#,
+        r#"{"percent": "x"}"#,
+        "{}",
+        "nope",
+        r#"{"percent": 5, "x": 1}"#,
+    ] {
+        let (status, body) = admin_put(&app, path, Some(ADMIN_KEY), bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"]["request_id"].is_string(), "{body}");
+    }
+    for model in ["plain", "nope"] {
+        let (status, _) = admin_put(
+            &app,
+            &format!("/admin/v1/canaries/{model}"),
+            Some(ADMIN_KEY),
+            r#"{"percent": 5}"#,
+        )
+        .await;
+        assert_eq!(status, 404, "{model}");
+    }
+    let (status, body) = admin_get(&app, "/admin/v1/canaries", Some(ADMIN_KEY)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["canaries"].as_array().unwrap().len(), 1, "{body}");
+    let (status, body) = admin_put(&app, path, Some(ADMIN_KEY), r#"{"percent": 42.5}"#).await;
+    assert_eq!(
+        (status, body["effective_percent"].as_f64()),
+        (200, Some(42.5))
+    );
+
+    let without = spawn_app(&mock_canary(5.0, "")).await;
+    assert_eq!(
+        admin_get(&without, "/admin/v1/canaries", Some(ADMIN_KEY))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        admin_put(&without, path, Some(ADMIN_KEY), r#"{"percent": 5}"#)
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn an_admin_override_reaches_a_second_replica_through_redis_within_the_poll_interval() {
+    use crate::support::redis::{RedisServer, spawn_on, wait_shared};
+    let Some(server) = RedisServer::start().await else {
+        return;
+    };
+    let toml = format!("{}{}", admin_toml(), mock_canary(5.0, ""));
+    let a = spawn_on(&server, &toml, "local").await;
+    let b = spawn_on(&server, &toml, "local").await;
+    wait_shared(&a).await;
+    wait_shared(&b).await;
+    let (status, body) = admin_put(
+        &a,
+        "/admin/v1/canaries/default",
+        Some(ADMIN_KEY),
+        r#"{"percent": 60}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["shared"], true, "{body}");
+    let started = std::time::Instant::now();
+    let seen = eventually(std::time::Duration::from_secs(10), || {
+        b.state.catalog.rollouts()[0].effective() == 60.0
+    })
+    .await;
+    assert!(seen, "replica b never applied the override");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let (_, view) = admin_get(&b, "/admin/v1/canaries", Some(ADMIN_KEY)).await;
+    assert_eq!(
+        view["canaries"][0]["effective_percent"].as_f64(),
+        Some(60.0)
+    );
+    let mut conn = server.connection().await;
+    let ttl: i64 = ::redis::cmd("TTL")
+        .arg("chatgate:canary:default")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 86_400, "{ttl}");
 }

@@ -7,6 +7,8 @@
 //! its configured percent with an empty window (the contract: a rollback
 //! stays until a reload or an admin call sets a percent).
 
+pub mod shared;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -120,10 +122,14 @@ pub struct Rollout {
     ring: Mutex<Ring>,
     gauge: Gauge,
     rollbacks: Counter,
+    /// The nonce of the last shared override applied (0: none; see [`shared`]).
+    seen: AtomicU64,
 }
 
 impl Rollout {
-    pub fn new(model: &str, c: &CanaryConfig, metrics: &Metrics) -> Arc<Self> {
+    /// `seen`: the shared override the previous catalog's rollout had
+    /// applied (a reload must not apply it again).
+    pub fn new(model: &str, c: &CanaryConfig, metrics: &Metrics, seen: u64) -> Arc<Self> {
         let gauge = metrics.canary_percent(model);
         gauge.set(c.percent.get());
         let rollbacks = metrics.canary_rollbacks(model);
@@ -141,7 +147,37 @@ impl Rollout {
             ring: Mutex::new(Ring::new(c.rollback_window)),
             gauge,
             rollbacks,
+            seen: AtomicU64::new(seen),
         })
+    }
+
+    pub fn model(&self) -> &Arc<str> {
+        &self.model
+    }
+
+    /// The nonce of the last shared override applied.
+    pub fn seen(&self) -> u64 {
+        self.seen.load(Ordering::Relaxed)
+    }
+
+    /// An admin call on this replica: the percent now, and a fresh nonce to
+    /// share it under (this replica has applied it).
+    pub fn override_to(&self, percent: Percent) -> u64 {
+        self.set(percent);
+        let nonce = rand::random::<u64>().max(1);
+        self.seen.store(nonce, Ordering::Relaxed);
+        nonce
+    }
+
+    /// A shared override, applied once per nonce.
+    pub fn follow(&self, percent: f64, nonce: u64) {
+        if self.seen.swap(nonce, Ordering::Relaxed) == nonce {
+            return;
+        }
+        if let Ok(p) = Percent::try_from(percent) {
+            tracing::info!(model = %self.model, percent, "canary percent set by another replica");
+            self.set(p);
+        }
     }
 
     pub fn effective(&self) -> f64 {
