@@ -171,7 +171,7 @@ async fn write_lines(
 
 /// `at` as RFC 3339 UTC with milliseconds (`2024-05-01T12:34:56.789Z`); a
 /// time before 1970 (a badly set clock) is written as the epoch.
-fn rfc3339_millis(at: SystemTime) -> String {
+pub fn rfc3339_millis(at: SystemTime) -> String {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);

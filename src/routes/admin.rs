@@ -34,7 +34,8 @@ pub fn router(state: &AppState) -> Option<Router<AppState>> {
         .route(paths::ADMIN_CONFIG, get(config))
         .route(paths::ADMIN_RELOAD, post(reload))
         .route(paths::ADMIN_CANARIES, get(canaries))
-        .route(paths::ADMIN_CANARY, put(set_canary));
+        .route(paths::ADMIN_CANARY, put(set_canary))
+        .route(paths::ADMIN_BUDGETS, get(budgets));
     Some(routes.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         require_admin,
@@ -149,4 +150,36 @@ async fn set_canary(
         map.insert("shared".into(), shared.into());
     }
     Ok(Json(body))
+}
+
+/// `GET /admin/v1/budgets`: every gateway and per-key budget now (spent,
+/// cap, when it resets), read through the spend store; 503 while a shared
+/// store is unreachable under `on_redis_error = "deny"`.
+async fn budgets(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let report = state
+        .budgets
+        .report()
+        .await
+        .map_err(|_| ApiError::Overloaded)?;
+    let budgets: Vec<Value> = report
+        .budgets
+        .iter()
+        .map(|b| {
+            json!({
+                "scope": b.scope,
+                "window": b.window,
+                "unit": b.unit,
+                "spent": b.spent,
+                "cap": b.cap,
+                "resets_at": crate::interaction_log::rfc3339_millis(b.resets_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "budgets": budgets,
+        "per_user": report.per_user_tokens_per_day.map(|cap| json!({
+            "window": "day", "unit": "tokens", "cap": cap,
+            "note": "one budget per end user; not listed",
+        })),
+    })))
 }

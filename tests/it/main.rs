@@ -3,6 +3,7 @@
 
 mod support;
 
+mod admin_budgets;
 mod canary;
 mod cancellation;
 mod cli;
