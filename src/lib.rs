@@ -15,6 +15,7 @@ pub mod faq;
 pub mod guard;
 pub mod headers;
 pub mod interaction_log;
+pub mod jsonl;
 pub mod limiter;
 pub mod meters;
 pub mod middleware;
