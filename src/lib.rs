@@ -1,6 +1,7 @@
 //! chatgate: a small, fast, hard-to-break gateway between chat frontends and LLM providers.
 
 pub mod app;
+pub mod audit;
 pub mod budget;
 pub mod cache;
 pub mod canary;

@@ -48,6 +48,7 @@ pub const CHAT_REQUESTS: &str = "chatgate_chat_requests_total";
 pub const CHAT_DURATION: &str = "chatgate_chat_duration_seconds";
 pub const CANARY_ROLLBACKS: &str = "chatgate_canary_rollbacks_total";
 pub const CANARY_PERCENT: &str = "chatgate_canary_percent";
+pub const AUDIT_DROPPED: &str = "chatgate_audit_dropped_total";
 
 /// Histogram buckets sized for LLM calls: 10 ms to 120 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -488,6 +489,11 @@ impl Metrics {
             Label::new("variant", variant),
         ];
         self.histogram(CHAT_DURATION, labels).record(seconds);
+    }
+
+    /// An audit line dropped because the writer queue was full.
+    pub fn audit_dropped(&self) {
+        self.counter(AUDIT_DROPPED, Vec::new()).increment(1);
     }
 
     /// `chatgate_canary_rollbacks_total{model}`, registered (at 0) when the canary is built.

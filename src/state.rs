@@ -46,6 +46,8 @@ pub struct Shared {
     pub limiter: Arc<dyn Limiter>,
     pub metrics: Metrics,
     pub interactions: Option<InteractionLog>,
+    /// The audit trail, when `[audit] enabled` (opened once: restart-only).
+    pub audit: Option<crate::audit::Audit>,
     /// Cost control: FAQ rules, budgets and the response cache.
     pub faq: Faq,
     pub budgets: Budgets,

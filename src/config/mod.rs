@@ -76,6 +76,7 @@ pub struct Config {
     pub models: BTreeMap<String, ModelConfig>,
     pub state: StateConfig,
     pub interaction_log: InteractionLogConfig,
+    pub audit: AuditConfig,
     pub chat: ChatConfig,
     pub tracing: TracingConfig,
     pub reload: ReloadConfig,
@@ -492,6 +493,28 @@ impl Default for StateConfig {
             redis_url_env: "CHATGATE_REDIS_URL".into(),
             on_redis_error: OnRedisError::Local,
             redis_url: None,
+        }
+    }
+}
+
+/// `[audit]`: one JSON line per admin call, reload, canary rollback, budget
+/// refusal and failed authentication. Restart-only (the writer is opened once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub enabled: bool,
+    /// A file path, or `-` for stdout.
+    pub path: String,
+    /// Lines waiting for the writer; beyond this they are dropped (and counted).
+    pub queue_capacity: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            path: "audit.jsonl".into(),
+            queue_capacity: 1024,
         }
     }
 }

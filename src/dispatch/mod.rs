@@ -105,7 +105,7 @@ fn failed(
         Failure::Unavailable => ApiError::UpstreamUnavailable,
     };
     let outcome = Outcome::of_error(error.info().code);
-    variant::ended(state, model, ctx.started, outcome);
+    variant::ended(state, ctx, model, ctx.started, outcome);
     if let Some(j) = journal {
         j.write(None, String::new(), Usage::default(), outcome);
     }
@@ -147,12 +147,12 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
     let req = &*state.guard.admit(req, &flags)?;
     let (upstream, cache, store) = match steps::admit(state, req, ctx, &model).await? {
         Path::Faq(hit) => {
-            variant::ended(state, &model, ctx.started, Outcome::Success);
+            variant::ended(state, ctx, &model, ctx.started, Outcome::Success);
             let (served, completion) = steps::faq_answer(&model, &hit);
             return Ok(Answer { served, completion });
         }
         Path::Cached(entry) => {
-            variant::ended(state, &model, ctx.started, Outcome::Success);
+            variant::ended(state, ctx, &model, ctx.started, Outcome::Success);
             let (served, completion) = steps::cached_answer(&model, &entry);
             return Ok(Answer { served, completion });
         }
@@ -191,7 +191,7 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
         Some(_) => Outcome::Refused("content_blocked"),
         None => answer.served.outcome(),
     };
-    variant::ended(state, &model, ctx.started, outcome);
+    variant::ended(state, ctx, &model, ctx.started, outcome);
     if let Some(j) = journal {
         j.write(
             answer.served.provider.clone(),
@@ -225,12 +225,12 @@ pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<St
     let req = &*state.guard.admit(req, &flags)?;
     let (upstream, cache, store) = match steps::admit(state, req, ctx, &model).await? {
         Path::Faq(hit) => {
-            variant::ended(state, &model, ctx.started, Outcome::Success);
+            variant::ended(state, ctx, &model, ctx.started, Outcome::Success);
             let (served, completion) = steps::faq_answer(&model, &hit);
             return Ok(steps::canned_stream(ctx, served, completion));
         }
         Path::Cached(entry) => {
-            variant::ended(state, &model, ctx.started, Outcome::Success);
+            variant::ended(state, ctx, &model, ctx.started, Outcome::Success);
             let (served, completion) = steps::cached_answer(&model, &entry);
             return Ok(steps::canned_stream(ctx, served, completion));
         }
@@ -275,7 +275,7 @@ pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<St
     let events = state.guard.screen_stream(&model.name, events, flags);
     let events = observe(
         state.clone(),
-        (model.clone(), ctx.started),
+        (model.clone(), ctx.clone(), ctx.started),
         served.clone(),
         journal,
         ctx.report.clone(),
@@ -312,7 +312,7 @@ fn broken_stream(error: &ProviderError) -> Outcome {
 /// is polled, inside the request span (see `middleware::body_guard`).
 fn observe(
     state: AppState,
-    (model, started): (Arc<Model>, Instant),
+    (model, ctx, started): (Arc<Model>, Ctx, Instant),
     served: Served,
     journal: Option<Journal>,
     report: Option<Arc<StreamReport>>,
@@ -321,6 +321,7 @@ fn observe(
     let mut watch = Watch {
         state,
         model,
+        ctx,
         started,
         ended: false,
         served,
@@ -354,6 +355,7 @@ struct Watch {
     state: AppState,
     /// The variant that answers, and when the chat began (the chat metrics).
     model: Arc<Model>,
+    ctx: Ctx,
     started: Instant,
     ended: bool,
     served: Served,
@@ -374,7 +376,7 @@ impl Watch {
     /// Reports the end once (a stream ends after its first error).
     fn end(&mut self, outcome: Outcome, usage: Option<Usage>) {
         if !std::mem::replace(&mut self.ended, true) {
-            variant::ended(&self.state, &self.model, self.started, outcome);
+            variant::ended(&self.state, &self.ctx, &self.model, self.started, outcome);
         }
         if let Some(r) = &self.report {
             let cost_usd = usage.map(|u| self.served.cost(u));

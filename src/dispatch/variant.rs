@@ -50,7 +50,13 @@ fn label(outcome: Outcome) -> Option<&'static str> {
 
 /// Counts a chat that ended (streams at their end) and, for a canary,
 /// feeds its rollback window.
-pub(super) fn ended(state: &AppState, model: &Model, started: Instant, outcome: Outcome) {
+pub(super) fn ended(
+    state: &AppState,
+    ctx: &Ctx,
+    model: &Model,
+    started: Instant,
+    outcome: Outcome,
+) {
     let Some(label) = label(outcome) else {
         return;
     };
@@ -58,7 +64,21 @@ pub(super) fn ended(state: &AppState, model: &Model, started: Instant, outcome: 
     state
         .metrics
         .chat(&model.name, model.variant.as_str(), label, seconds);
-    if let Some(rollout) = &model.rollout {
-        rollout.record(label != "success");
+    let rolled = model
+        .rollout
+        .as_ref()
+        .and_then(|r| r.record(label != "success"));
+    if let Some(rolled) = rolled {
+        let event = crate::audit::Event {
+            event: "canary_rollback",
+            request_id: Some(ctx.request_id.clone()),
+            detail: serde_json::json!({
+                "model": &*model.name,
+                "error_rate": rolled.error_rate,
+                "requests": rolled.requests,
+            }),
+            ..Default::default()
+        };
+        crate::audit::record(state.audit.as_ref(), event);
     }
 }

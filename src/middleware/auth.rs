@@ -11,6 +11,7 @@ use axum::response::Response;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::audit::Audit;
 use crate::config::{AdminConfig, AuthConfig};
 use crate::context::KeyId;
 use crate::error::ApiError;
@@ -81,21 +82,47 @@ pub(crate) fn presented(headers: &HeaderMap) -> Option<&str> {
 
 /// Refuses requests without a valid client key (401 + `WWW-Authenticate: Bearer`).
 pub async fn require_key(
-    State(keys): State<Arc<KeyStore>>,
+    State((keys, audit)): State<(Arc<KeyStore>, Option<Audit>)>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     if !keys.enabled {
         return Ok(next.run(req).await);
     }
-    let id = presented(req.headers())
-        .filter(|k| !k.is_empty())
-        .and_then(|k| keys.verify(k))
-        .ok_or(ApiError::Unauthorized)?;
+    let id = verified(&keys, &req, audit.as_ref())?;
     req.extensions_mut().insert(KeyId(id.clone()));
     let mut response = next.run(req).await;
     response.extensions_mut().insert(KeyId(id));
     Ok(response)
+}
+
+/// The key id of the request's key, or 401 with an `auth_failed` audit line
+/// (client IP, reason; never the key). Client and admin keys alike.
+pub fn verified(
+    keys: &KeyStore,
+    req: &Request,
+    audit: Option<&Audit>,
+) -> Result<Arc<str>, ApiError> {
+    let presented = presented(req.headers()).filter(|k| !k.is_empty());
+    let reason = match presented {
+        None => "missing key",
+        Some(k) => match keys.verify(k) {
+            Some(id) => return Ok(id),
+            None => "unknown key",
+        },
+    };
+    let event = crate::audit::Event {
+        event: "auth_failed",
+        client_ip: req
+            .extensions()
+            .get::<crate::context::ClientIp>()
+            .map(|ip| ip.0.to_string()),
+        request_id: crate::headers::request_id(req.headers()).map(str::to_owned),
+        detail: serde_json::json!({"reason": reason, "path": req.uri().path()}),
+        ..Default::default()
+    };
+    crate::audit::record(audit, event);
+    Err(ApiError::Unauthorized)
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
@@ -67,6 +68,7 @@ struct Lasting {
     started_at: u64,
     extra: Router<AppState>,
     reload: ReloadHandle,
+    audit: Option<crate::audit::Audit>,
 }
 
 /// The running state and its router, swapped whole.
@@ -101,6 +103,7 @@ impl Live {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let (tx, rx) = mpsc::channel(QUEUE);
+        let audit = crate::audit::Audit::start(&config.audit, metrics.clone());
         let lasting = Lasting {
             stores,
             metrics,
@@ -109,6 +112,7 @@ impl Live {
             started_at,
             extra,
             reload: ReloadHandle::new(tx),
+            audit,
         };
         let watch = config.reload.watch;
         metrics_hash(&lasting.metrics, &config);
@@ -149,6 +153,16 @@ impl Live {
         self.lasting.reload.clone()
     }
 
+    fn audit_reload(&self, source: Source, detail: serde_json::Value) {
+        let event = crate::audit::Event {
+            event: "reload",
+            actor: Some(source.as_str().to_owned()),
+            detail,
+            ..Default::default()
+        };
+        crate::audit::record(self.lasting.audit.as_ref(), event);
+    }
+
     /// One reload: load, check, keep restart-only keys, build, swap.
     fn reload(&self, source: Source) -> Outcome {
         let metrics = &self.lasting.metrics;
@@ -171,6 +185,7 @@ impl Live {
             Err(problems) => {
                 metrics.config_reload("error");
                 let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                self.audit_reload(source, json!({"result": "error", "problems": list}));
                 tracing::error!(
                     source = source.as_str(),
                     problems = %list.join("; "),
@@ -206,6 +221,7 @@ impl Live {
         self.running.store(Arc::new(Running { state, router }));
         metrics.config_reload("success");
         tracing::info!(source = source.as_str(), hash, "config reloaded");
+        self.audit_reload(source, json!({"result": "success", "hash": hash}));
         Ok(hash)
     }
 }
@@ -245,6 +261,7 @@ fn build_state(
         limiter,
         catalog: Arc::new(catalog),
         interactions,
+        audit: lasting.audit.clone(),
         metrics: lasting.metrics.clone(),
         shutting_down: Arc::clone(&lasting.shutting_down),
         started_at: lasting.started_at,
@@ -315,6 +332,9 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
         "interaction_log.queue_capacity",
         interaction_log.queue_capacity
     );
+    keep!("audit.enabled", audit.enabled);
+    keep!("audit.path", audit.path);
+    keep!("audit.queue_capacity", audit.queue_capacity);
     // The URL follows `redis_url_env` (same environment snapshot): keep it too.
     new.state.redis_url = running.state.redis_url.clone();
     changed

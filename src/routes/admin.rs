@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 
 use super::paths;
 use crate::config::Percent;
-use crate::context::KeyId;
+use crate::context::{ClientIp, KeyId};
 use crate::error::ApiError;
 use crate::headers;
-use crate::middleware::auth::presented;
+use crate::middleware::auth::verified;
 use crate::reload::handle::{self as reload, Source};
 use crate::state::AppState;
 
@@ -52,12 +52,23 @@ async fn require_admin(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let id = presented(req.headers())
-        .filter(|k| !k.is_empty())
-        .and_then(|k| state.admin_keys.verify(k))
-        .ok_or(ApiError::Unauthorized)?;
+    let id = verified(&state.admin_keys, &req, state.audit.as_ref())?;
     req.extensions_mut().insert(AdminId(id.clone()));
+    let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
+    let request_id = headers::request_id(req.headers()).map(str::to_owned);
+    let client_ip = req
+        .extensions()
+        .get::<ClientIp>()
+        .map(|ip| ip.0.to_string());
     let mut response = next.run(req).await;
+    let event = crate::audit::Event {
+        event: "admin",
+        actor: Some(id.to_string()),
+        client_ip,
+        request_id,
+        detail: json!({"what": format!("{method} {path}"), "result": response.status().as_u16()}),
+    };
+    crate::audit::record(state.audit.as_ref(), event);
     // The request log names who called, as for client keys.
     response.extensions_mut().insert(KeyId(id));
     Ok(response)

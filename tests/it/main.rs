@@ -4,6 +4,7 @@
 mod support;
 
 mod admin_budgets;
+mod audit;
 mod canary;
 mod cancellation;
 mod cli;
