@@ -183,6 +183,9 @@ fn model() -> Model {
         system_prompt: Some("You are a helpful support assistant.".into()),
         fallback_message: None,
         cache_ttl: None,
+        variant: chatgate::context::Variant::Stable,
+        canary: None,
+        rollout: None,
     }
 }
 
@@ -450,7 +453,7 @@ fn cost_control(c: &mut Criterion) {
     let upstream = model.upstream_request(&req, "bench");
     let mut g = c.benchmark_group("cost_control");
     g.bench_function("cache_key", |b| {
-        b.iter(|| chatgate::cache::key(Some("bench"), &model.name, black_box(&upstream)))
+        b.iter(|| chatgate::cache::key(Some("bench"), &model.name, "stable", black_box(&upstream)))
     });
     rt.block_on(async {
         let miss = state

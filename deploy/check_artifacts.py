@@ -31,6 +31,7 @@ DEPLOY = pathlib.Path("deploy")
 HISTOGRAMS = {
     "chatgate_http_request_duration_seconds",
     "chatgate_upstream_request_duration_seconds",
+    "chatgate_chat_duration_seconds",
 }
 METRICS = HISTOGRAMS | {
     "chatgate_http_requests_total",
@@ -56,6 +57,10 @@ METRICS = HISTOGRAMS | {
     "chatgate_guard_matches_total",
     "chatgate_config_reloads_total",
     "chatgate_config_info",
+    # Rollout (README "Roll out changes").
+    "chatgate_chat_requests_total",
+    "chatgate_canary_rollbacks_total",
+    "chatgate_canary_percent",
 }
 METRIC_RE = re.compile(r"\bchatgate_[a-z0-9_]+\b")
 SEVERITIES = {"critical", "warning"}

@@ -21,6 +21,7 @@ use tracing::Span;
 
 use crate::budget::{self, Clock, MemorySpend, RedisSpend, SpendStore};
 use crate::cache::{AnswerStore, MemoryCache, RedisCache};
+use crate::canary::shared::Overrides;
 use crate::config::{Config, LoadOptions};
 use crate::jwt::Verifier;
 use crate::limiter::{Limiter, MemoryLimiter, Rate, RedisLimiter};
@@ -116,6 +117,7 @@ fn stores(
         answers,
         clock,
         jwt,
+        overrides: Overrides::new(link.cloned()),
     }
 }
 

@@ -102,6 +102,25 @@ pub struct Served {
     pub cached: bool,
     /// `x-chatgate-cache`.
     pub cache: CacheStatus,
+    /// `x-chatgate-variant` and the native answer's `variant`.
+    pub variant: Variant,
+}
+
+/// Which variant of a model served a chat (`stable` for models without a canary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Variant {
+    #[default]
+    Stable,
+    Canary,
+}
+
+impl Variant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Variant::Stable => "stable",
+            Variant::Canary => "canary",
+        }
+    }
 }
 
 impl Ctx {
@@ -126,6 +145,7 @@ impl Served {
             price: Price::default(),
             cached: false,
             cache: CacheStatus::Bypass,
+            variant: Variant::Stable,
         }
     }
 

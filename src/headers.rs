@@ -19,6 +19,8 @@ pub const ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-bufferi
 pub const CACHE: HeaderName = HeaderName::from_static("x-chatgate-cache");
 /// What a whole answer cost, in USD.
 pub const COST_USD: HeaderName = HeaderName::from_static("x-chatgate-cost-usd");
+/// `stable` or `canary`: which variant of the model served the chat.
+pub const VARIANT: HeaderName = HeaderName::from_static("x-chatgate-variant");
 
 /// The request id a response or log line names ("" when there is none:
 /// the request-id layers always set one before anything reads it).

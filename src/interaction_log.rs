@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 
 use crate::chat::{Message, Usage};
@@ -55,10 +54,10 @@ struct LineMessage {
     content: String,
 }
 
-impl Interaction {
+impl crate::jsonl::Line for Interaction {
     /// The JSON line; `at` is when the chat was recorded (not when the writer
     /// got to it, which may be later under load).
-    fn to_line(&self, at: SystemTime) -> Option<String> {
+    fn line(&self, at: SystemTime) -> Option<String> {
         let line = Line {
             ts: rfc3339_millis(at),
             request_id: &self.request_id,
@@ -99,25 +98,8 @@ impl InteractionLog {
             return None;
         }
         crate::redact::ensure_rules();
-        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
-        let path = config.path.clone();
-        tokio::spawn(async move {
-            if path == "-" {
-                write_lines(rx, tokio::io::stdout()).await;
-            } else {
-                let mut options = tokio::fs::OpenOptions::new();
-                options.create(true).append(true);
-                // Prompts and answers, even redacted, are for the operator only.
-                #[cfg(unix)]
-                options.mode(0o600);
-                match options.open(&path).await {
-                    Ok(file) => write_lines(rx, file).await,
-                    Err(error) => {
-                        tracing::error!(%error, path, "cannot open the interaction log; lines will be dropped")
-                    }
-                }
-            }
-        });
+        // Prompts and answers, even redacted, are for the operator only (0600).
+        let tx = crate::jsonl::start(&config.path, config.queue_capacity, "interaction log");
         Some(Self {
             tx,
             sample_rate: config.sample_rate,
@@ -146,32 +128,9 @@ impl InteractionLog {
     }
 }
 
-async fn write_lines(
-    mut rx: mpsc::Receiver<(SystemTime, Interaction)>,
-    out: impl AsyncWrite + Unpin,
-) {
-    let mut out = BufWriter::new(out);
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        // Write whatever is queued, then flush once.
-        while let Some((at, interaction)) = next {
-            if let Some(line) = interaction.to_line(at)
-                && (out.write_all(line.as_bytes()).await.is_err()
-                    || out.write_all(b"\n").await.is_err())
-            {
-                tracing::warn!("interaction log write failed");
-            }
-            next = rx.try_recv().ok();
-        }
-        if out.flush().await.is_err() {
-            tracing::warn!("interaction log flush failed");
-        }
-    }
-}
-
 /// `at` as RFC 3339 UTC with milliseconds (`2024-05-01T12:34:56.789Z`); a
 /// time before 1970 (a badly set clock) is written as the epoch.
-fn rfc3339_millis(at: SystemTime) -> String {
+pub fn rfc3339_millis(at: SystemTime) -> String {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);

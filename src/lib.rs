@@ -1,8 +1,10 @@
 //! chatgate: a small, fast, hard-to-break gateway between chat frontends and LLM providers.
 
 pub mod app;
+pub mod audit;
 pub mod budget;
 pub mod cache;
+pub mod canary;
 pub mod chat;
 pub mod cli;
 pub mod config;
@@ -14,6 +16,7 @@ pub mod faq;
 pub mod guard;
 pub mod headers;
 pub mod interaction_log;
+pub mod jsonl;
 pub mod jwt;
 pub mod limiter;
 pub mod meters;

@@ -43,6 +43,12 @@ pub const CACHE_ENTRIES: &str = "chatgate_cache_entries";
 pub const CACHE_BYTES: &str = "chatgate_cache_bytes";
 pub const FAQ_ANSWERS: &str = "chatgate_faq_answers_total";
 pub const GUARD_MATCHES: &str = "chatgate_guard_matches_total";
+// Canary variants (issue 15).
+pub const CHAT_REQUESTS: &str = "chatgate_chat_requests_total";
+pub const CHAT_DURATION: &str = "chatgate_chat_duration_seconds";
+pub const CANARY_ROLLBACKS: &str = "chatgate_canary_rollbacks_total";
+pub const CANARY_PERCENT: &str = "chatgate_canary_percent";
+pub const AUDIT_DROPPED: &str = "chatgate_audit_dropped_total";
 
 /// Histogram buckets sized for LLM calls: 10 ms to 120 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -460,6 +466,48 @@ impl Metrics {
             vec![Label::new("rule", SharedString::from(rule.clone()))],
         )
         .increment(1);
+    }
+
+    // Canary variants: labels bounded by the configured models.
+
+    /// One chat that ended (`outcome`: success, degraded, error), streams at their end.
+    pub fn chat(
+        &self,
+        model: &Arc<str>,
+        variant: &'static str,
+        outcome: &'static str,
+        seconds: f64,
+    ) {
+        let labels = vec![
+            Label::new("model", SharedString::from(model.clone())),
+            Label::new("variant", variant),
+            Label::new("outcome", outcome),
+        ];
+        self.counter(CHAT_REQUESTS, labels).increment(1);
+        let labels = vec![
+            Label::new("model", SharedString::from(model.clone())),
+            Label::new("variant", variant),
+        ];
+        self.histogram(CHAT_DURATION, labels).record(seconds);
+    }
+
+    /// An audit line dropped because the writer queue was full.
+    pub fn audit_dropped(&self) {
+        self.counter(AUDIT_DROPPED, Vec::new()).increment(1);
+    }
+
+    /// `chatgate_canary_rollbacks_total{model}`, registered (at 0) when the canary is built.
+    pub fn canary_rollbacks(&self, model: &str) -> Counter {
+        let labels = vec![Label::new("model", model.to_owned())];
+        self.counter(CANARY_ROLLBACKS, labels)
+    }
+
+    /// `chatgate_canary_percent{model}`: the effective percent.
+    pub fn canary_percent(&self, model: &str) -> Gauge {
+        self.recorder.register_gauge(
+            &Key::from_parts(CANARY_PERCENT, vec![Label::new("model", model.to_owned())]),
+            &METADATA,
+        )
     }
 }
 

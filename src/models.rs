@@ -5,8 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::canary::Rollout;
 use crate::chat::{ChatRequest, Message};
-use crate::config::{Config, Price, ProviderConfig, ProviderKind};
+use crate::config::{Config, Price, ProviderConfig, ProviderKind, TargetRef};
+use crate::context::{Served, Variant};
 use crate::meters::Metrics;
 use crate::providers::{self, Provider, ProviderRequest};
 use crate::resilience::circuit::{Circuit, CircuitState};
@@ -61,9 +63,30 @@ pub struct Model {
     pub fallback_message: Option<String>,
     /// How long answers are reused; `None`: never cached.
     pub cache_ttl: Option<Duration>,
+    /// `Stable`, or `Canary` for the canary's own `Model`.
+    pub variant: Variant,
+    /// The stable model's canary, when configured.
+    pub canary: Option<Canary>,
+    /// The canary's own `Model`: its rollout, where its chats are counted.
+    pub rollout: Option<Arc<Rollout>>,
+}
+
+/// A model's canary: a second `Model` of the same name (its own targets,
+/// caps, prompt and fallback; providers and circuits shared) and its rollout.
+pub struct Canary {
+    pub model: Arc<Model>,
+    pub rollout: Arc<Rollout>,
 }
 
 impl Model {
+    /// What the request log and the answer name before anything answered.
+    pub fn served(&self) -> Served {
+        Served {
+            variant: self.variant,
+            ..Served::model(self.name.clone())
+        }
+    }
+
     /// The request every target gets: system prompt prepended, `max_tokens`
     /// lowered to the cap (and set to it when the client sent none).
     pub fn upstream_request(&self, req: &ChatRequest, request_id: &str) -> ProviderRequest {
@@ -143,34 +166,66 @@ impl Catalog {
                 (name.as_str(), Arc::new(handle))
             })
             .collect();
+        let targets_of = |refs: &[TargetRef]| -> Vec<Target> {
+            // The check refuses a target naming an unknown provider.
+            refs.iter()
+                .map(|t| {
+                    let p = &config.providers[t.provider.as_str()];
+                    let price = match p.kind {
+                        ProviderKind::Mock => Price::default(),
+                        _ => p.prices.get(&t.model).copied().unwrap_or_default(),
+                    };
+                    Target {
+                        provider: Arc::clone(&providers[t.provider.as_str()]),
+                        model: Arc::from(t.model.as_str()),
+                        price,
+                    }
+                })
+                .collect()
+        };
         let models = config
             .models
             .iter()
             .map(|(name, m)| {
-                // The check refuses a target naming an unknown provider.
-                let targets = m
-                    .targets
-                    .iter()
-                    .map(|t| {
-                        let p = &config.providers[t.provider.as_str()];
-                        let price = match p.kind {
-                            ProviderKind::Mock => Price::default(),
-                            _ => p.prices.get(&t.model).copied().unwrap_or_default(),
-                        };
-                        Target {
-                            provider: Arc::clone(&providers[t.provider.as_str()]),
-                            model: Arc::from(t.model.as_str()),
-                            price,
-                        }
-                    })
-                    .collect();
+                let canary = m.canary.as_ref().map(|c| {
+                    let seen = previous
+                        .and_then(|p| p.models.get(name)?.canary.as_ref())
+                        .map_or(0, |c| c.rollout.seen());
+                    let rollout = Rollout::new(name, c, metrics, seen);
+                    Canary {
+                        model: Arc::new(Model {
+                            name: Arc::from(name.as_str()),
+                            targets: targets_of(c.targets.as_deref().unwrap_or(&m.targets)),
+                            max_tokens: c
+                                .max_tokens
+                                .or(m.max_tokens)
+                                .map(std::num::NonZeroU32::get),
+                            system_prompt: c
+                                .system_prompt
+                                .clone()
+                                .or_else(|| m.system_prompt.clone()),
+                            fallback_message: c
+                                .fallback_message
+                                .clone()
+                                .or_else(|| m.fallback_message.clone()),
+                            cache_ttl: m.cache_ttl,
+                            variant: Variant::Canary,
+                            canary: None,
+                            rollout: Some(rollout.clone()),
+                        }),
+                        rollout,
+                    }
+                });
                 let model = Model {
                     name: Arc::from(name.as_str()),
-                    targets,
+                    targets: targets_of(&m.targets),
                     max_tokens: m.max_tokens.map(std::num::NonZeroU32::get),
                     system_prompt: m.system_prompt.clone(),
                     fallback_message: m.fallback_message.clone(),
                     cache_ttl: m.cache_ttl,
+                    variant: Variant::Stable,
+                    canary,
+                    rollout: None,
                 };
                 (name.clone(), Arc::new(model))
             })
@@ -195,6 +250,17 @@ impl Catalog {
 
     pub fn get(&self, name: &str) -> Option<&Arc<Model>> {
         self.models.get(name)
+    }
+
+    /// Every model's canary rollout, by model name.
+    pub fn rollouts(&self) -> Vec<Arc<Rollout>> {
+        let mut all: Vec<Arc<Rollout>> = self
+            .models
+            .values()
+            .filter_map(|m| Some(m.canary.as_ref()?.rollout.clone()))
+            .collect();
+        all.sort_by(|a, b| a.model().cmp(b.model()));
+        all
     }
 
     /// How the default model's targets stand, for `/health/ready`: reported,

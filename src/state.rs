@@ -46,10 +46,14 @@ pub struct Shared {
     pub limiter: Arc<dyn Limiter>,
     pub metrics: Metrics,
     pub interactions: Option<InteractionLog>,
+    /// The audit trail, when `[audit] enabled` (opened once: restart-only).
+    pub audit: Option<crate::audit::Audit>,
     /// Cost control: FAQ rules, budgets and the response cache.
     pub faq: Faq,
     pub budgets: Budgets,
     pub cache: Cache,
+    /// Where admin canary overrides are shared (Redis) or not.
+    pub overrides: crate::canary::shared::Overrides,
     /// Set when shutdown begins: readiness turns 503 before connections drain.
     pub shutting_down: Arc<AtomicBool>,
     /// Unix seconds at start-up (`created` of `/api/v1/models`).

@@ -160,6 +160,26 @@ struct Applied<'a> {
     remaining: Duration,
 }
 
+/// One budget as `GET /admin/v1/budgets` shows it.
+#[derive(Debug, Clone)]
+pub struct Standing {
+    /// `gateway` or `key:<id>`.
+    pub scope: String,
+    pub window: &'static str,
+    pub unit: &'static str,
+    pub spent: f64,
+    pub cap: f64,
+    /// When the window ends.
+    pub resets_at: SystemTime,
+}
+
+/// Every bounded budget now, and the per-user cap (users are not listed).
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub budgets: Vec<Standing>,
+    pub per_user_tokens_per_day: Option<f64>,
+}
+
 /// The gateway's budgets and where their spend is kept.
 pub struct Budgets {
     gateway: Vec<Cap>,
@@ -221,6 +241,11 @@ impl Budgets {
             };
             scoped.push((Scope::User { key, user }, cap));
         }
+        self.counted(scoped, now)
+    }
+
+    /// Each scoped cap with its counter for the window containing `now`.
+    fn counted<'a>(&self, scoped: Vec<(Scope<'a>, Cap)>, now: SystemTime) -> Vec<Applied<'a>> {
         scoped
             .into_iter()
             .map(|(scope, cap)| {
@@ -334,6 +359,45 @@ impl Budgets {
             }
         }
         self.show(&applied, &totals);
+    }
+
+    /// Every gateway and per-key budget as it stands now (`GET
+    /// /admin/v1/budgets`), read through the store. Per-user budgets are
+    /// one per end user, unbounded: only their cap is reported.
+    pub async fn report(&self) -> Result<Report, Unavailable> {
+        let now = (self.clock)();
+        let mut scoped: Vec<(Scope<'_>, Cap)> =
+            self.gateway.iter().map(|c| (Scope::Gateway, *c)).collect();
+        let mut keys: Vec<(&String, &Vec<Cap>)> = self.keys.iter().collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        for (id, caps) in keys {
+            scoped.extend(caps.iter().map(|c| (Scope::Key(id), *c)));
+        }
+        let applied = self.counted(scoped, now);
+        let counters: Vec<Counter> = applied.iter().map(|a| a.counter.clone()).collect();
+        let spent = self.store.read(&counters).await?;
+        let budgets = applied
+            .iter()
+            .zip(spent)
+            .map(|(a, spent)| Standing {
+                scope: a
+                    .scope
+                    .gauge_label()
+                    .unwrap_or_else(|| a.scope.kind().into()),
+                window: a.cap.window.as_str(),
+                unit: match a.cap.unit {
+                    Unit::Usd => "usd",
+                    Unit::Tokens => "tokens",
+                },
+                spent,
+                cap: a.cap.cap,
+                resets_at: now + a.remaining,
+            })
+            .collect();
+        Ok(Report {
+            budgets,
+            per_user_tokens_per_day: self.per_user_tokens_per_day,
+        })
     }
 
     /// Sets `chatgate_budget_used_ratio` of each bounded scope and window

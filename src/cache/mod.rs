@@ -69,7 +69,7 @@ pub struct Lookup {
 /// of the upstream request that can change the answer. The request is
 /// destructured field by field, so a field added to [`ProviderRequest`] does
 /// not compile until it is either hashed or named here as irrelevant.
-pub fn key(key_id: Option<&str>, model: &str, req: &ProviderRequest) -> CacheKey {
+pub fn key(key_id: Option<&str>, model: &str, variant: &str, req: &ProviderRequest) -> CacheKey {
     let ProviderRequest {
         // Set per target; the model name stands for the targets.
         model: _,
@@ -88,7 +88,7 @@ pub fn key(key_id: Option<&str>, model: &str, req: &ProviderRequest) -> CacheKey
     // params (its maps are ordered); it is stable within one build, and a
     // replica of another build merely misses (the version is part of the key).
     let identity = format!(
-        "{}|{key_id:?}|{model:?}|{messages:?}|{max_tokens:?}|{temperature:?}|{top_p:?}|{stop:?}|{params:?}",
+        "{}|{key_id:?}|{model:?}|{variant:?}|{messages:?}|{max_tokens:?}|{temperature:?}|{top_p:?}|{stop:?}|{params:?}",
         env!("CARGO_PKG_VERSION"),
     );
     Sha256::digest(identity.as_bytes()).into()
@@ -122,7 +122,7 @@ impl Cache {
             return self.counted(model, CacheStatus::Bypass, None, None);
         };
         let pending = Pending {
-            key: key(key_id, &model.name, req),
+            key: key(key_id, &model.name, model.variant.as_str(), req),
             ttl,
         };
         match directive {
@@ -184,12 +184,13 @@ mod tests {
 
     #[test]
     fn the_key_changes_with_what_changes_the_answer_only() {
-        let base = key(Some("a"), "support", &req("hi"));
+        let base = key(Some("a"), "support", "stable", &req("hi"));
         assert_eq!(
             base,
             key(
                 Some("a"),
                 "support",
+                "stable",
                 &ProviderRequest {
                     request_id: "r2".into(),
                     user: None,
@@ -198,12 +199,14 @@ mod tests {
             )
         );
         for other in [
-            key(Some("b"), "support", &req("hi")),
-            key(Some("a"), "other", &req("hi")),
-            key(Some("a"), "support", &req("hi!")),
+            key(Some("b"), "support", "stable", &req("hi")),
+            key(Some("a"), "other", "stable", &req("hi")),
+            key(Some("a"), "support", "stable", &req("hi!")),
+            key(Some("a"), "support", "canary", &req("hi")),
             key(
                 Some("a"),
                 "support",
+                "stable",
                 &ProviderRequest {
                     max_tokens: Some(11),
                     ..req("hi")
@@ -212,6 +215,7 @@ mod tests {
             key(
                 Some("a"),
                 "support",
+                "stable",
                 &ProviderRequest {
                     temperature: Some(0.5),
                     ..req("hi")
@@ -220,6 +224,7 @@ mod tests {
             key(
                 Some("a"),
                 "support",
+                "stable",
                 &ProviderRequest {
                     top_p: Some(0.5),
                     ..req("hi")
@@ -228,6 +233,7 @@ mod tests {
             key(
                 Some("a"),
                 "support",
+                "stable",
                 &ProviderRequest {
                     stop: vec!["x".to_owned()].into(),
                     ..req("hi")

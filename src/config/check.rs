@@ -29,6 +29,7 @@ pub(super) struct Raw {
     models: BTreeMap<String, ModelConfig>,
     state: StateConfig,
     interaction_log: InteractionLogConfig,
+    audit: AuditConfig,
     chat: ChatConfig,
     tracing: TracingConfig,
     reload: ReloadConfig,
@@ -227,7 +228,10 @@ pub(super) fn check(
     let targeted: BTreeSet<&str> = raw
         .models
         .values()
-        .flat_map(|m| m.targets.iter().map(|t| t.provider.as_str()))
+        .flat_map(|m| {
+            let canary = m.canary.iter().flat_map(|c| c.targets.iter().flatten());
+            m.targets.iter().chain(canary).map(|t| t.provider.as_str())
+        })
         .collect();
     let mut providers = BTreeMap::new();
     for (name, mut p) in raw.providers {
@@ -313,8 +317,30 @@ pub(super) fn check(
                 "needs at least one `provider:model`".into(),
             );
         }
-        for (i, target) in m.targets.iter().enumerate() {
-            let tpath = format!("{path}.targets[{i}]");
+        if m.canary
+            .as_ref()
+            .is_some_and(|c| c.rollback_window.is_zero())
+        {
+            bad(
+                format!("{path}.canary.rollback_window"),
+                "must be greater than zero".into(),
+            );
+        }
+        let canary = m.canary.as_ref().and_then(|c| c.targets.as_ref());
+        if canary.is_some_and(Vec::is_empty) {
+            bad(
+                format!("{path}.canary.targets"),
+                "needs at least one `provider:model` (leave it out to use the model's)".into(),
+            );
+        }
+        let own = m
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("{path}.targets[{i}]"), t));
+        let theirs = canary.into_iter().flatten().enumerate();
+        let theirs = theirs.map(|(i, t)| (format!("{path}.canary.targets[{i}]"), t));
+        for (tpath, target) in own.chain(theirs) {
             match providers.get(&target.provider) {
                 None if skipped(skip, &format!("providers.{}", target.provider)) => {}
                 None => bad(
@@ -421,6 +447,7 @@ pub(super) fn check(
         models: raw.models,
         state,
         interaction_log: raw.interaction_log,
+        audit: raw.audit,
         chat: raw.chat,
         tracing: raw.tracing,
         reload: raw.reload,
@@ -504,7 +531,8 @@ fn cost_control(
                 "must be greater than zero (leave it out to not cache)".into(),
             );
         }
-        for t in &m.targets {
+        let canary = m.canary.iter().flat_map(|c| c.targets.iter().flatten());
+        for t in m.targets.iter().chain(canary) {
             let Some(p) = providers.get(&t.provider) else {
                 continue;
             };

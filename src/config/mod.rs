@@ -9,6 +9,7 @@
 //! and `check` turns the merged layers into a [`Config`] (secrets resolved,
 //! cross-field rules applied), so building the app from it cannot fail.
 
+mod canary;
 mod check;
 mod cost;
 mod env;
@@ -19,6 +20,7 @@ mod problem;
 mod secrets;
 mod values;
 
+pub use canary::{CanaryConfig, Percent, Sticky};
 pub use cost::{
     BudgetsConfig, CacheConfig, Caps, FaqRegex, FaqRule, Fraction, Price, Usd,
     normalise as faq_normalise,
@@ -76,6 +78,7 @@ pub struct Config {
     pub models: BTreeMap<String, ModelConfig>,
     pub state: StateConfig,
     pub interaction_log: InteractionLogConfig,
+    pub audit: AuditConfig,
     pub chat: ChatConfig,
     pub tracing: TracingConfig,
     pub reload: ReloadConfig,
@@ -471,6 +474,9 @@ pub struct ModelConfig {
     /// Opt-in response cache: how long an answer of this model is reused.
     #[serde(with = "values::duration_opt", skip_serializing_if = "Option::is_none")]
     pub cache_ttl: Option<Duration>,
+    /// A second variant taking `percent` of this model's traffic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -508,6 +514,28 @@ impl Default for StateConfig {
             redis_url_env: "CHATGATE_REDIS_URL".into(),
             on_redis_error: OnRedisError::Local,
             redis_url: None,
+        }
+    }
+}
+
+/// `[audit]`: one JSON line per admin call, reload, canary rollback, budget
+/// refusal and failed authentication. Restart-only (the writer is opened once).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub enabled: bool,
+    /// A file path, or `-` for stdout.
+    pub path: String,
+    /// Lines waiting for the writer; beyond this they are dropped (and counted).
+    pub queue_capacity: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            path: "audit.jsonl".into(),
+            queue_capacity: 1024,
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod journal;
 mod steps;
+mod variant;
 
 use std::sync::Arc;
 
@@ -34,17 +35,19 @@ pub struct Streaming {
     pub events: EventStream,
 }
 
-fn resolve(state: &AppState, req: &ChatRequest) -> Result<Arc<Model>, ApiError> {
+/// The model a chat names, already the variant it goes to (before the
+/// guard, FAQ, budgets and cache read the model).
+fn resolve(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<Arc<Model>, ApiError> {
     req.validate(&state.config.chat)?;
     let name = req
         .model
         .as_deref()
         .unwrap_or(&state.config.chat.default_model);
-    state
+    let model = state
         .catalog
         .get(name)
-        .cloned()
-        .ok_or_else(|| ApiError::ModelNotFound(name.to_owned()))
+        .ok_or_else(|| ApiError::ModelNotFound(name.to_owned()))?;
+    Ok(variant::pick(model, req, ctx))
 }
 
 /// A chat that failed, with the model the request log still names.
@@ -67,6 +70,11 @@ impl axum::response::IntoResponse for Refusal {
     fn into_response(self) -> axum::response::Response {
         let mut response = self.error.into_response();
         if let Some(served) = self.served {
+            // Which variant failed, for the client and whoever compares them.
+            let variant = axum::http::HeaderValue::from_static(served.variant.as_str());
+            response
+                .headers_mut()
+                .insert(crate::headers::VARIANT, variant);
             response.extensions_mut().insert(served);
         }
         response
@@ -75,7 +83,13 @@ impl axum::response::IntoResponse for Refusal {
 
 /// The refusal of a chat whose every target failed; its interaction line is
 /// written with the request log's outcome for the same error.
-fn failed(model: &Model, failed: Failed, journal: Option<Journal>) -> Refusal {
+fn failed(
+    state: &AppState,
+    ctx: &Ctx,
+    model: &Model,
+    failed: Failed,
+    journal: Option<Journal>,
+) -> Refusal {
     tracing::warn!(model = %model.name, failure = ?failed.failure, failures = %failed.trail, "chat failed");
     let error = match failed.failure {
         Failure::BadRequest { detail } => ApiError::invalid(match detail {
@@ -90,11 +104,12 @@ fn failed(model: &Model, failed: Failed, journal: Option<Journal>) -> Refusal {
         Failure::Unusable => ApiError::UpstreamError,
         Failure::Unavailable => ApiError::UpstreamUnavailable,
     };
+    let outcome = Outcome::of_error(error.info().code);
+    variant::ended(state, ctx, model, ctx.started, outcome);
     if let Some(j) = journal {
-        let outcome = Outcome::of_error(error.info().code);
         j.write(None, String::new(), Usage::default(), outcome);
     }
-    let served = Served::model(model.name.clone());
+    let served = model.served();
     Refusal {
         error,
         served: Some(served),
@@ -111,7 +126,7 @@ fn served_by(model: &Model, target: &Target, cache: CacheStatus) -> Served {
         provider_model: Some(target.model.clone()),
         price: target.price,
         cache,
-        ..Served::model(model.name.clone())
+        ..model.served()
     }
 }
 
@@ -119,23 +134,25 @@ fn degraded(model: &Model, cache: CacheStatus) -> Served {
     Served {
         degraded: true,
         cache,
-        ..Served::model(model.name.clone())
+        ..model.served()
     }
 }
 
 /// A whole answer (or the fallback message).
 pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<Answer, Refusal> {
-    let model = resolve(state, req)?;
+    let model = resolve(state, req, ctx)?;
     let flags = ctx.flags();
     // guard: sanitising, client system messages, input rules (before FAQ,
     // budgets, cache and providers read the request).
     let req = &*state.guard.admit(req, &flags)?;
     let (upstream, cache, store) = match steps::admit(state, req, ctx, &model).await? {
         Path::Faq(hit) => {
+            variant::ended(state, ctx, &model, ctx.started, Outcome::Success);
             let (served, completion) = steps::faq_answer(&model, &hit);
             return Ok(Answer { served, completion });
         }
         Path::Cached(entry) => {
+            variant::ended(state, ctx, &model, ctx.started, Outcome::Success);
             let (served, completion) = steps::cached_answer(&model, &entry);
             return Ok(Answer { served, completion });
         }
@@ -165,16 +182,17 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
                 },
                 completion: Completion::from_text(message, FinishReason::Stop, Usage::default()),
             },
-            Err(f) => return Err(failed(&model, f, journal)),
+            Err(f) => return Err(failed(state, ctx, &model, f, journal)),
         };
     // guard: output rules and the leak check, before the answer is sent.
     let text = answer.completion.text();
     let blocked = state.guard.screen_answer(&model.name, &text, &flags);
+    let outcome = match blocked {
+        Some(_) => Outcome::Refused("content_blocked"),
+        None => answer.served.outcome(),
+    };
+    variant::ended(state, ctx, &model, ctx.started, outcome);
     if let Some(j) = journal {
-        let outcome = match blocked {
-            Some(_) => Outcome::Refused("content_blocked"),
-            None => answer.served.outcome(),
-        };
         j.write(
             answer.served.provider.clone(),
             text,
@@ -202,15 +220,17 @@ pub async fn complete(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<
 
 /// A stream whose first event has arrived (or the fallback message as a stream).
 pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<Streaming, Refusal> {
-    let model = resolve(state, req)?;
+    let model = resolve(state, req, ctx)?;
     let flags = ctx.flags();
     let req = &*state.guard.admit(req, &flags)?;
     let (upstream, cache, store) = match steps::admit(state, req, ctx, &model).await? {
         Path::Faq(hit) => {
+            variant::ended(state, ctx, &model, ctx.started, Outcome::Success);
             let (served, completion) = steps::faq_answer(&model, &hit);
             return Ok(steps::canned_stream(ctx, served, completion));
         }
         Path::Cached(entry) => {
+            variant::ended(state, ctx, &model, ctx.started, Outcome::Success);
             let (served, completion) = steps::cached_answer(&model, &entry);
             return Ok(steps::canned_stream(ctx, served, completion));
         }
@@ -246,7 +266,7 @@ pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<St
                     futures_util::stream::iter(events).boxed(),
                 )
             }
-            Err(f) => return Err(failed(&model, f, journal)),
+            Err(f) => return Err(failed(state, ctx, &model, f, journal)),
         };
     if let Some(report) = &ctx.report {
         report.began();
@@ -255,6 +275,7 @@ pub async fn stream(state: &AppState, req: &ChatRequest, ctx: &Ctx) -> Result<St
     let events = state.guard.screen_stream(&model.name, events, flags);
     let events = observe(
         state.clone(),
+        (model.clone(), ctx.clone(), ctx.started),
         served.clone(),
         journal,
         ctx.report.clone(),
@@ -291,6 +312,7 @@ fn broken_stream(error: &ProviderError) -> Outcome {
 /// is polled, inside the request span (see `middleware::body_guard`).
 fn observe(
     state: AppState,
+    (model, ctx, started): (Arc<Model>, Ctx, Instant),
     served: Served,
     journal: Option<Journal>,
     report: Option<Arc<StreamReport>>,
@@ -298,6 +320,10 @@ fn observe(
 ) -> EventStream {
     let mut watch = Watch {
         state,
+        model,
+        ctx,
+        started,
+        ended: false,
         served,
         journal,
         report,
@@ -327,6 +353,11 @@ fn observe(
 /// What `observe` keeps while a stream runs.
 struct Watch {
     state: AppState,
+    /// The variant that answers, and when the chat began (the chat metrics).
+    model: Arc<Model>,
+    ctx: Ctx,
+    started: Instant,
+    ended: bool,
     served: Served,
     journal: Option<Journal>,
     report: Option<Arc<StreamReport>>,
@@ -344,6 +375,9 @@ impl Watch {
 
     /// Reports the end once (a stream ends after its first error).
     fn end(&mut self, outcome: Outcome, usage: Option<Usage>) {
+        if !std::mem::replace(&mut self.ended, true) {
+            variant::ended(&self.state, &self.ctx, &self.model, self.started, outcome);
+        }
         if let Some(r) = &self.report {
             let cost_usd = usage.map(|u| self.served.cost(u));
             r.ended(StreamEnd {

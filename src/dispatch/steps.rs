@@ -17,6 +17,7 @@ use crate::cache::{CacheStatus, Entry, Pending};
 use crate::chat::{Block, ChatRequest, Completion, FinishReason, StreamEvent, Usage};
 use crate::config::Price;
 use crate::context::{Ctx, Outcome, Served, StreamEnd};
+use crate::error::ApiError;
 use crate::faq;
 use crate::models::Model;
 use crate::providers::{EventStream, ProviderRequest};
@@ -47,10 +48,21 @@ pub(super) async fn admit(
         state.metrics.faq_answer(&hit.rule);
         return Ok(Path::Faq(hit));
     }
-    state
+    let checked = state
         .budgets
         .check(ctx.key_id.as_deref(), end_user(ctx, req))
-        .await?;
+        .await;
+    if let Err(ApiError::BudgetExceeded { scope, window, .. }) = &checked {
+        let event = crate::audit::Event {
+            event: "budget_refused",
+            actor: ctx.key_id.as_deref().map(str::to_owned),
+            request_id: Some(ctx.request_id.clone()),
+            detail: serde_json::json!({"scope": scope, "window": window, "model": &*model.name}),
+            ..Default::default()
+        };
+        crate::audit::record(state.audit.as_ref(), event);
+    }
+    checked?;
     let upstream = model.upstream_request(req, &ctx.request_id);
     let lookup = state
         .cache
@@ -112,7 +124,7 @@ pub(super) fn faq_answer(model: &Model, hit: &faq::Hit) -> (Served, Completion) 
         provider: Some(Arc::from("faq")),
         provider_model: Some(hit.rule.clone()),
         usage: Some(Usage::default()),
-        ..Served::model(model.name.clone())
+        ..model.served()
     };
     let completion =
         Completion::from_text(hit.answer.to_string(), FinishReason::Stop, Usage::default());
@@ -128,7 +140,7 @@ pub(super) fn cached_answer(model: &Model, entry: &Entry) -> (Served, Completion
         price: Price::default(),
         cached: true,
         cache: CacheStatus::Hit,
-        ..Served::model(model.name.clone())
+        ..model.served()
     };
     let completion = Completion::from_text(
         entry.content.clone(),

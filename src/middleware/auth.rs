@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::audit::Audit;
 use crate::config::{AdminConfig, AuthConfig};
 use crate::context::{AuthFailure, EndUser, KeyId};
 use crate::error::ApiError;
@@ -120,7 +121,7 @@ async fn authenticate(keys: &KeyStore, headers: &HeaderMap) -> Result<Principal,
 
 /// Refuses requests without a valid client key or JWT (401 + `WWW-Authenticate: Bearer`).
 pub async fn require_key(
-    State(keys): State<Arc<KeyStore>>,
+    State((keys, audit)): State<(Arc<KeyStore>, Option<Audit>)>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -130,6 +131,7 @@ pub async fn require_key(
     let principal = match authenticate(&keys, req.headers()).await {
         Ok(principal) => principal,
         Err(reason) => {
+            audit_failure(&req, audit.as_ref(), reason);
             let mut response = ApiError::Unauthorized.into_response();
             response.extensions_mut().insert(AuthFailure(reason));
             return response;
@@ -149,6 +151,40 @@ pub async fn require_key(
         response.extensions_mut().insert(user);
     }
     response
+}
+
+/// The key id of the request's static key (admin keys), or 401 with an
+/// `auth_failed` audit line.
+pub fn verified(
+    keys: &KeyStore,
+    req: &Request,
+    audit: Option<&Audit>,
+) -> Result<Arc<str>, ApiError> {
+    let reason = match presented(req.headers()).filter(|k| !k.is_empty()) {
+        None => "missing_credentials",
+        Some(k) => match keys.verify(k) {
+            Some(id) => return Ok(id),
+            None => "unknown_key",
+        },
+    };
+    audit_failure(req, audit, reason);
+    Err(ApiError::Unauthorized)
+}
+
+/// The `auth_failed` audit line of a refused request: client IP, reason,
+/// path; never the key or token presented.
+fn audit_failure(req: &Request, audit: Option<&Audit>, reason: &'static str) {
+    let event = crate::audit::Event {
+        event: "auth_failed",
+        client_ip: req
+            .extensions()
+            .get::<crate::context::ClientIp>()
+            .map(|ip| ip.0.to_string()),
+        request_id: crate::headers::request_id(req.headers()).map(str::to_owned),
+        detail: serde_json::json!({"reason": reason, "path": req.uri().path()}),
+        ..Default::default()
+    };
+    crate::audit::record(audit, event);
 }
 
 #[cfg(test)]

@@ -152,7 +152,7 @@ pub fn api_guards(router: Router<AppState>, state: &AppState) -> Router<AppState
                 rate_limit::per_ip,
             ))
             .layer(axum::middleware::from_fn_with_state(
-                state.keys.clone(),
+                (state.keys.clone(), state.audit.clone()),
                 auth::require_key,
             ))
             .layer(axum::middleware::from_fn_with_state(

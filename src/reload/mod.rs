@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
@@ -29,6 +30,7 @@ pub use handle::{Outcome, ReloadHandle, Source, config_hash};
 
 use crate::budget::{Budgets, Clock, SpendStore};
 use crate::cache::{AnswerStore, Cache};
+use crate::canary::shared::{self, Overrides};
 use crate::config::{self, Config, LoadOptions, Problem};
 use crate::faq::Faq;
 use crate::guard::Guard;
@@ -56,6 +58,8 @@ pub struct Stores {
     pub clock: Clock,
     /// The JWT IdPs and their JWKS refresh tasks (`auth.jwt` needs a restart).
     pub jwt: Arc<Verifier>,
+    /// Admin canary overrides, shared through Redis when the backend is Redis.
+    pub overrides: Overrides,
 }
 
 /// What outlives every config.
@@ -67,6 +71,7 @@ struct Lasting {
     started_at: u64,
     extra: Router<AppState>,
     reload: ReloadHandle,
+    audit: Option<crate::audit::Audit>,
 }
 
 /// The running state and its router, swapped whole.
@@ -101,6 +106,7 @@ impl Live {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let (tx, rx) = mpsc::channel(QUEUE);
+        let audit = crate::audit::Audit::start(&config.audit, metrics.clone());
         let lasting = Lasting {
             stores,
             metrics,
@@ -109,6 +115,7 @@ impl Live {
             started_at,
             extra,
             reload: ReloadHandle::new(tx),
+            audit,
         };
         let watch = config.reload.watch;
         metrics_hash(&lasting.metrics, &config);
@@ -130,6 +137,9 @@ impl Live {
             }
         }
         tokio::spawn(serve_reloads(Arc::clone(&live), rx));
+        if live.lasting.stores.overrides.is_shared() {
+            tokio::spawn(follow_overrides(Arc::downgrade(&live)));
+        }
         live
     }
 
@@ -144,6 +154,16 @@ impl Live {
 
     pub fn handle(&self) -> ReloadHandle {
         self.lasting.reload.clone()
+    }
+
+    fn audit_reload(&self, source: Source, detail: serde_json::Value) {
+        let event = crate::audit::Event {
+            event: "reload",
+            actor: Some(source.as_str().to_owned()),
+            detail,
+            ..Default::default()
+        };
+        crate::audit::record(self.lasting.audit.as_ref(), event);
     }
 
     /// One reload: load, check, keep restart-only keys, build, swap.
@@ -168,6 +188,7 @@ impl Live {
             Err(problems) => {
                 metrics.config_reload("error");
                 let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                self.audit_reload(source, json!({"result": "error", "problems": list}));
                 tracing::error!(
                     source = source.as_str(),
                     problems = %list.join("; "),
@@ -203,6 +224,7 @@ impl Live {
         self.running.store(Arc::new(Running { state, router }));
         metrics.config_reload("success");
         tracing::info!(source = source.as_str(), hash, "config reloaded");
+        self.audit_reload(source, json!({"result": "success", "hash": hash}));
         Ok(hash)
     }
 }
@@ -236,17 +258,35 @@ fn build_state(
             metrics.clone(),
         ),
         cache: Cache::new(stores.answers.clone(), max_entry, metrics.clone()),
+        overrides: stores.overrides.clone(),
         keys: Arc::new(KeyStore::new(&config.auth).with_jwt(stores.jwt.clone())),
         admin_keys: Arc::new(KeyStore::admin(&config.admin)),
         limiter,
         catalog: Arc::new(catalog),
         interactions,
+        audit: lasting.audit.clone(),
         metrics: lasting.metrics.clone(),
         shutting_down: Arc::clone(&lasting.shutting_down),
         started_at: lasting.started_at,
         reload: lasting.reload.clone(),
         config: Arc::new(config),
     })
+}
+
+/// Applies other replicas' canary overrides within a poll interval, in its
+/// own task (a slow Redis delays the next poll, never a request).
+async fn follow_overrides(live: std::sync::Weak<Live>) {
+    let mut tick = tokio::time::interval(shared::POLL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(live) = live.upgrade() else {
+            return;
+        };
+        let (overrides, state) = (live.lasting.stores.overrides.clone(), live.state());
+        drop(live);
+        overrides.poll(&state.catalog.rollouts()).await;
+    }
 }
 
 /// Serves reload requests one at a time, for as long as the app lives.
@@ -300,6 +340,9 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     // The cache's memory bounds size the store built at start.
     keep!("cache.max_entries", cache.max_entries);
     keep!("cache.max_bytes", cache.max_bytes);
+    keep!("audit.enabled", audit.enabled);
+    keep!("audit.path", audit.path);
+    keep!("audit.queue_capacity", audit.queue_capacity);
     // The URL follows `redis_url_env` (same environment snapshot): keep it too.
     new.state.redis_url = running.state.redis_url.clone();
     changed

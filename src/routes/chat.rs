@@ -70,6 +70,8 @@ pub(super) struct Reply<'a> {
     usage: UsageOut,
     cached: bool,
     degraded: bool,
+    /// `stable` or `canary` (always sent: `stable` for a model without a canary).
+    variant: &'static str,
 }
 
 fn reply<'a>(
@@ -93,6 +95,7 @@ fn reply<'a>(
         },
         cached: served.cached,
         degraded: served.degraded,
+        variant: served.variant.as_str(),
     }
 }
 

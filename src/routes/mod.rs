@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 
 use crate::context::Served;
 use crate::error::{ApiError, error_json};
-use crate::headers::{ACCEL_BUFFERING, CACHE, COST_USD, DEGRADED};
+use crate::headers::{ACCEL_BUFFERING, CACHE, COST_USD, DEGRADED, VARIANT};
 use crate::middleware;
 use crate::providers::ProviderError;
 use crate::state::AppState;
@@ -98,6 +98,7 @@ fn finish(mut response: Response, served: &Served) -> Response {
     response.extensions_mut().insert(served.clone());
     let headers = response.headers_mut();
     headers.insert(CACHE, HeaderValue::from_static(served.cache.as_str()));
+    headers.insert(VARIANT, HeaderValue::from_static(served.variant.as_str()));
     if let Some(cost) = cost {
         headers.insert(COST_USD, crate::cost::header(cost));
     }

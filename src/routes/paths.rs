@@ -19,9 +19,18 @@ pub const DOCS: &str = "/docs";
 
 pub const ADMIN_CONFIG: &str = "/admin/v1/config";
 pub const ADMIN_RELOAD: &str = "/admin/v1/reload";
+pub const ADMIN_CANARIES: &str = "/admin/v1/canaries";
+pub const ADMIN_CANARY: &str = "/admin/v1/canaries/{model}";
+pub const ADMIN_BUDGETS: &str = "/admin/v1/budgets";
 
 /// The admin routes (the `route` label knows them; no 404 hint points there).
-pub const ADMIN: [&str; 2] = [ADMIN_CONFIG, ADMIN_RELOAD];
+pub const ADMIN: [&str; 5] = [
+    ADMIN_CONFIG,
+    ADMIN_RELOAD,
+    ADMIN_CANARIES,
+    ADMIN_CANARY,
+    ADMIN_BUDGETS,
+];
 
 /// Every route a client calls.
 pub const ALL: [&str; 8] = [

@@ -3,7 +3,10 @@
 
 mod support;
 
+mod admin_budgets;
 mod anthropic_sdk;
+mod audit;
+mod canary;
 mod cancellation;
 mod cli;
 mod compat;

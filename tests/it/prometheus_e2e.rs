@@ -213,6 +213,8 @@ async fn serve(good: &Upstream, bad: &Upstream) -> Running {
          [models.broken]\ntargets = [\"bad:m-bad\"]\n\
          [models.failover]\ntargets = [\"bad:m-bad\", \"good:m-good\"]\n\
          [models.cached]\ntargets = [\"good:m-good\"]\ncache_ttl = \"10m\"\n\
+         [models.canaried]\ntargets = [\"good:m-good\"]\n\
+         [models.canaried.canary]\ntargets = [\"good:m-canary\"]\npercent = 50\nsticky = \"request\"\n\
          [auth.keys.limited]\nsha256 = \"{limited}\"\nrequests_per_minute = 1\n\
          [auth.keys.budgeted]\nsha256 = \"{budgeted}\"\ntokens_per_day = 1\n\
          [[faq]]\nname = \"hours\"\nphrases = [\"delivery hours\"]\nanswer = \"Mon-Sat.\"\n\
@@ -236,7 +238,7 @@ async fn serve(good: &Upstream, bad: &Upstream) -> Running {
 /// One round of the traffic every panel and alert needs: answers with
 /// tokens, 5xx from a failing provider (retries, then an open circuit), a
 /// failover (fallbacks), 429s from a key's limit and from a spent budget,
-/// cache misses then hits, and a FAQ answer.
+/// cache misses then hits, a FAQ answer, and a model with a canary at 50 %.
 async fn traffic(gw: &Running) {
     let client = reqwest::Client::new();
     let ask = |key: &'static str, model: &'static str, text: &'static str| {
@@ -275,6 +277,8 @@ async fn traffic(gw: &Running) {
         chat(KEY, "broken"),
         chat(KEY, "broken"),
         chat(KEY, "failover"),
+        chat(KEY, "canaried"),
+        chat(KEY, "canaried"),
         chat(LIMITED_KEY, "default"),
         chat(LIMITED_KEY, "default"),
     ];

@@ -5,23 +5,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use chatgate::App;
-use chatgate::config::{self, Environment, LoadOptions};
+use chatgate::config;
 use serde_json::{Value, json};
 
 use crate::support::binary::{Chatgate, Signal};
 use crate::support::prometheus::{label_values, series};
+use crate::support::reloadable::{ADMIN_KEY, Reloadable, admin_toml};
 use crate::support::*;
-
-const ADMIN_KEY: &str = "admin-secret-key";
-
-/// `[admin.keys.ops]` for [`ADMIN_KEY`].
-fn admin_toml() -> String {
-    format!(
-        "[admin.keys.ops]\nsha256 = \"{}\"\n",
-        config::sha256_hex(ADMIN_KEY)
-    )
-}
 
 /// A model on `up` with `prompt` as its system prompt.
 fn model_toml(up: &Upstream, prompt: &str) -> String {
@@ -29,58 +19,6 @@ fn model_toml(up: &Upstream, prompt: &str) -> String {
         "{}\n[models.default]\ntargets = [\"p:m1\"]\nsystem_prompt = \"{prompt}\"\n",
         provider_toml("p", "openai", up)
     )
-}
-
-/// An in-process app loaded from files it can reload (`development.toml`
-/// holds `extra`, over the test base config).
-struct Reloadable {
-    app: TestApp,
-    dir: tempfile::TempDir,
-}
-
-impl Reloadable {
-    async fn start(extra: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("default.toml"), base_toml()).unwrap();
-        std::fs::write(dir.path().join("development.toml"), extra).unwrap();
-        let env: Vec<(String, String)> = upstream_env()
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let opts = LoadOptions {
-            config_dir: dir.path().to_owned(),
-            app_env: Some("development".into()),
-            extra_file: None,
-            env: Environment::from_pairs(env),
-        };
-        let config = config::load(&opts).unwrap_or_else(|p| panic!("{p:?}"));
-        let app = App::build_reloadable(config, Some(opts), axum::Router::new())
-            .await
-            .unwrap();
-        Self {
-            app: serve(app).await,
-            dir,
-        }
-    }
-
-    fn write(&self, extra: &str) {
-        std::fs::write(self.dir.path().join("development.toml"), extra).unwrap();
-    }
-
-    async fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
-        self.app
-            .client
-            .request(method, self.app.url(path))
-            .bearer_auth(ADMIN_KEY)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn reload(&self) -> (u16, Value) {
-        let r = self.admin(reqwest::Method::POST, "/admin/v1/reload").await;
-        (r.status().as_u16(), r.json().await.unwrap())
-    }
 }
 
 /// The system prompt of the last request `up` received.
