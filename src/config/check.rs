@@ -38,6 +38,7 @@ pub(super) struct Raw {
     faq: Vec<FaqRule>,
     guard: GuardConfig,
     output: OutputConfig,
+    playground: super::PlaygroundConfig,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -429,6 +430,7 @@ pub(super) fn check(
         faq: raw.faq,
         guard,
         output: raw.output,
+        playground: raw.playground,
         sources,
     };
     Ok((config, warnings))

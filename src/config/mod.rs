@@ -85,6 +85,7 @@ pub struct Config {
     pub faq: Vec<FaqRule>,
     pub guard: GuardConfig,
     pub output: OutputConfig,
+    pub playground: PlaygroundConfig,
     /// Not a config key: what the loader read, and what it warns about.
     #[serde(rename = "layers")]
     pub sources: Sources,
@@ -283,6 +284,14 @@ pub struct MetricsConfig {
     /// When set, `/metrics` needs `Authorization: Bearer <token>`.
     #[serde(serialize_with = "secrets::redact_opt")]
     pub token: Option<SecretString>,
+}
+
+/// `[playground]`: the chat page at `/` (config/development.toml turns it on;
+/// off by default so no other profile serves a page nobody asked for).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlaygroundConfig {
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

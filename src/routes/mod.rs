@@ -8,6 +8,7 @@ mod health;
 mod metrics;
 pub mod openai;
 pub mod paths;
+mod playground;
 
 use axum::Router;
 use axum::extract::OriginalUri;
@@ -39,6 +40,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .route(paths::READY, get(health::ready))
         .route(paths::METRICS, get(metrics::render))
         .merge(admin::router(&state).unwrap_or_default())
+        .merge(playground::router(&state).unwrap_or_default())
         .merge(extra)
         .fallback(|uri: OriginalUri| async move {
             ApiError::NotFound {

@@ -17,6 +17,12 @@ pub const METRICS: &str = "/metrics";
 pub const ADMIN_CONFIG: &str = "/admin/v1/config";
 pub const ADMIN_RELOAD: &str = "/admin/v1/reload";
 
+/// The playground page and its files (only when `playground.enabled`).
+pub const PLAYGROUND: &str = "/";
+pub const PLAYGROUND_JS: &str = "/playground.js";
+pub const PLAYGROUND_CSS: &str = "/playground.css";
+pub const PLAYGROUND_FILES: [&str; 3] = [PLAYGROUND, PLAYGROUND_JS, PLAYGROUND_CSS];
+
 /// The admin routes (the `route` label knows them; no 404 hint points there).
 pub const ADMIN: [&str; 2] = [ADMIN_CONFIG, ADMIN_RELOAD];
 
@@ -48,7 +54,12 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 pub fn label(matched: Option<&str>) -> Cow<'static, str> {
     match matched {
         None => Cow::Borrowed(UNMATCHED_ROUTE),
-        Some(path) => match ALL.iter().chain(&ADMIN).find(|known| **known == path) {
+        Some(path) => match ALL
+            .iter()
+            .chain(&ADMIN)
+            .chain(&PLAYGROUND_FILES)
+            .find(|known| **known == path)
+        {
             Some(known) => Cow::Borrowed(known),
             None => Cow::Owned(path.to_owned()),
         },

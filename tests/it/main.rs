@@ -4,6 +4,7 @@
 mod support;
 
 mod anthropic_sdk;
+mod browser;
 mod cancellation;
 mod cli;
 mod compat;
