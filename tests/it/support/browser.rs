@@ -14,8 +14,18 @@ use serde_json::json;
 /// Chromium under chromedriver; the driver is killed when this drops.
 pub struct Browser {
     pub client: Client,
-    driver: Child,
+    driver: Driver,
     _profile: tempfile::TempDir,
+}
+
+/// The chromedriver child, killed on drop: also when the session never starts.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn on_path(program: &str) -> bool {
@@ -50,12 +60,13 @@ impl Browser {
             return None;
         }
         let port = free_port();
-        let mut driver = Command::new("chromedriver")
+        let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let driver = Driver(driver);
         let profile = tempfile::tempdir().unwrap();
         let caps = json!({
             "goog:chromeOptions": {
@@ -84,12 +95,10 @@ impl Browser {
                 .await
             {
                 Ok(client) => break client,
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    let _ = e;
+                Err(_) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(e) => {
-                    let _ = driver.kill();
                     panic!("no WebDriver session from chromedriver on port {port}: {e}");
                 }
             }
@@ -102,16 +111,8 @@ impl Browser {
     }
 
     /// Ends the session and the driver (the browser goes with it).
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        drop(self.driver);
     }
 }
