@@ -40,6 +40,7 @@ pub(super) struct Raw {
     guard: GuardConfig,
     output: OutputConfig,
     docs: DocsConfig,
+    playground: super::PlaygroundConfig,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -458,6 +459,7 @@ pub(super) fn check(
         guard,
         output: raw.output,
         docs: raw.docs,
+        playground: raw.playground,
         sources,
     };
     Ok((config, warnings))

@@ -89,6 +89,7 @@ pub struct Config {
     pub guard: GuardConfig,
     pub output: OutputConfig,
     pub docs: DocsConfig,
+    pub playground: PlaygroundConfig,
     /// Not a config key: what the loader read, and what it warns about.
     #[serde(rename = "layers")]
     pub sources: Sources,
@@ -301,6 +302,14 @@ impl Default for DocsConfig {
     fn default() -> Self {
         Self { enabled: true }
     }
+}
+
+/// `[playground]`: the chat page at `/` (config/development.toml turns it on;
+/// off by default so no other profile serves a page nobody asked for).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlaygroundConfig {
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

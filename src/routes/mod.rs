@@ -9,6 +9,7 @@ mod health;
 mod metrics;
 pub mod openai;
 pub mod paths;
+mod playground;
 
 use axum::Router;
 use axum::extract::OriginalUri;
@@ -41,6 +42,7 @@ pub fn router(state: AppState, extra: Router<AppState>) -> Router {
         .route(paths::METRICS, get(metrics::render))
         .merge(docs_router(&state))
         .merge(admin::router(&state).unwrap_or_default())
+        .merge(playground::router(&state).unwrap_or_default())
         .merge(extra)
         .fallback(|uri: OriginalUri| async move {
             ApiError::NotFound {

@@ -23,6 +23,12 @@ pub const ADMIN_CANARIES: &str = "/admin/v1/canaries";
 pub const ADMIN_CANARY: &str = "/admin/v1/canaries/{model}";
 pub const ADMIN_BUDGETS: &str = "/admin/v1/budgets";
 
+/// The playground page and its files (only when `playground.enabled`).
+pub const PLAYGROUND: &str = "/";
+pub const PLAYGROUND_JS: &str = "/playground.js";
+pub const PLAYGROUND_CSS: &str = "/playground.css";
+pub const PLAYGROUND_FILES: [&str; 3] = [PLAYGROUND, PLAYGROUND_JS, PLAYGROUND_CSS];
+
 /// The admin routes (the `route` label knows them; no 404 hint points there).
 pub const ADMIN: [&str; 5] = [
     ADMIN_CONFIG,
@@ -60,7 +66,12 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 pub fn label(matched: Option<&str>) -> Cow<'static, str> {
     match matched {
         None => Cow::Borrowed(UNMATCHED_ROUTE),
-        Some(path) => match ALL.iter().chain(&ADMIN).find(|known| **known == path) {
+        Some(path) => match ALL
+            .iter()
+            .chain(&ADMIN)
+            .chain(&PLAYGROUND_FILES)
+            .find(|known| **known == path)
+        {
             Some(known) => Cow::Borrowed(known),
             None => Cow::Owned(path.to_owned()),
         },

@@ -6,6 +6,7 @@ mod support;
 mod admin_budgets;
 mod anthropic_sdk;
 mod audit;
+mod browser;
 mod canary;
 mod cancellation;
 mod cli;

@@ -4,6 +4,7 @@
 
 pub mod answers;
 pub mod binary;
+pub mod browser;
 pub mod cli;
 pub mod hostile;
 pub mod observability;
