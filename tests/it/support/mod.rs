@@ -10,6 +10,7 @@ pub mod observability;
 pub mod otlp;
 pub mod prometheus;
 pub mod redis;
+pub mod redis_cluster;
 pub mod upstream;
 
 use std::net::SocketAddr;
