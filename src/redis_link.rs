@@ -20,6 +20,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -174,8 +175,8 @@ impl RedisLink {
     }
 
     /// One attempt: connect and authenticate, then a PING (standalone) or a
-    /// check that the cluster serves every slot (a failed master not yet
-    /// replaced keeps the link down instead of flapping).
+    /// check that the cluster serves every slot and every master answers (a
+    /// failed master not yet replaced keeps the link down instead of flapping).
     async fn connect(&self) -> Result<StateConn, &'static str> {
         let attempt = async {
             match &self.source {
@@ -196,11 +197,24 @@ impl RedisLink {
                         .arg("INFO")
                         .query_async::<String>(&mut conn)
                         .await?;
-                    if info.contains("cluster_state:ok") {
-                        Ok(Ok(StateConn::Cluster(conn)))
-                    } else {
-                        Ok(Err("cluster not serving every slot"))
+                    if !info.contains("cluster_state:ok") {
+                        return Ok(Err("cluster not serving every slot"));
                     }
+                    // Every master the slot map names must answer: a dead one
+                    // not yet marked failed keeps the link down, rather than
+                    // up for the other slots and down again on the next call.
+                    let slots = redis::cmd("CLUSTER")
+                        .arg("SLOTS")
+                        .query_async::<Vec<Vec<Value>>>(&mut conn)
+                        .await?;
+                    for (host, port) in slots.iter().filter_map(|range| slot_master(range)) {
+                        let at = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host,
+                            port,
+                        });
+                        conn.route_command(&redis::cmd("PING"), at).await?;
+                    }
+                    Ok(Ok(StateConn::Cluster(conn)))
                 }
             }
         };
@@ -276,6 +290,23 @@ async fn reconnect(link: Weak<RedisLink>, wait_first: bool) {
         drop(l);
         tokio::time::sleep(RECONNECT_INTERVAL).await;
     }
+}
+
+/// The master's address in one `CLUSTER SLOTS` entry
+/// (`[start, end, [host, port, id, …], replicas…]`).
+fn slot_master(range: &[Value]) -> Option<(String, u16)> {
+    let Some(Value::Array(node)) = range.get(2) else {
+        return None;
+    };
+    let host = match node.first()? {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok()?,
+        Value::SimpleString(s) => s.clone(),
+        _ => return None,
+    };
+    let Value::Int(port) = node.get(1)? else {
+        return None;
+    };
+    Some((host, u16::try_from(*port).ok()?))
 }
 
 /// What went wrong, in words that never contain the URL.

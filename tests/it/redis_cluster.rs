@@ -232,3 +232,53 @@ async fn cluster_seed_urls_and_their_password_never_show_in_check_config_or_logs
     assert!(logged, "no 'connected to redis' line:\n{output}");
     assert!(!output.contains(PASSWORD), "{output}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_failover_under_traffic_is_logged_once_down_and_once_back() {
+    let Some(mut cluster) = RedisCluster::start(None).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::write(dir.path().join("config/default.toml"), base_toml()).unwrap();
+    let binary = Chatgate::in_dir(dir.path())
+        .env("CHATGATE_STATE__BACKEND", "redis")
+        .env("CHATGATE_STATE__REDIS_MODE", "cluster")
+        .env("CHATGATE_REDIS_URL", cluster.seeds())
+        .spawn()
+        .await;
+    let client = reqwest::Client::new();
+    let get = || async {
+        client
+            .get(binary.url("/api/v1/models"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || binary
+            .output()
+            .contains("connected to redis"))
+        .await
+    );
+    assert!(!get().await.is_server_error());
+    cluster.kill(cluster.master_of(IP_BUCKET).await);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !binary.output().contains("redis reachable again") {
+        assert!(!get().await.is_server_error(), "local fallback serves");
+        assert!(tokio::time::Instant::now() < deadline, "never shared again");
+    }
+    // A little more traffic on the restored link, then count.
+    for _ in 0..5 {
+        assert!(!get().await.is_server_error());
+    }
+    let (_, output) = binary.stop().await;
+    assert_eq!(output.matches("redis unreachable").count(), 1, "{output}");
+    assert_eq!(
+        output.matches("redis reachable again").count(),
+        1,
+        "{output}"
+    );
+}
