@@ -6,16 +6,25 @@
 //!
 //! While Redis is down no request waits for it: [`RedisLink::run`] answers
 //! `None` at once and each user takes its fallback (`on_redis_error`).
+//!
+//! The Redis is one server (`redis_mode = "standalone"`) or a Redis Cluster
+//! (`"cluster"`, the crate's own async cluster connection: slot map,
+//! `MOVED`/`ASK`, multi-slot `MGET` split); callers get a [`StateConn`]
+//! either way and never see the difference.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::OnRedisError;
+use crate::config::{OnRedisError, RedisMode};
 use crate::meters::Metrics;
 
 /// How long one call may wait for Redis before the fallback answers.
@@ -26,12 +35,58 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// shared state returns after Redis does.
 const RECONNECT_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Redirections and reconnects one cluster call may take (a `MOVED` after a
+/// promotion, an `ASK` during a slot migration) within [`CALL_TIMEOUT`].
+const CLUSTER_RETRIES: u32 = 3;
+
+/// Where the connection comes from.
+enum Source {
+    Standalone(redis::Client),
+    Cluster(ClusterClient),
+}
+
+/// The shared connection handed to callers: one server or a cluster, both
+/// cheap to clone (a handle to one multiplexed connection per node).
+#[derive(Clone)]
+pub enum StateConn {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for StateConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Standalone(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Standalone(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// The connection and its health, shared with the reconnect task.
 pub struct RedisLink {
-    client: redis::Client,
+    source: Source,
     /// `Some` while Redis is usable; the number tells connections apart, so a
     /// late failure on a replaced connection cannot mark the new one down.
-    conn: RwLock<Option<(u64, ConnectionManager)>>,
+    conn: RwLock<Option<(u64, StateConn)>>,
     /// Connections made so far (the next one's number).
     generation: AtomicU64,
     on_error: OnRedisError,
@@ -40,15 +95,33 @@ pub struct RedisLink {
 
 impl RedisLink {
     /// Starts connecting in the background (never blocks start-up); until
-    /// connected, [`run`](Self::run) answers `None`. Fails only on a malformed URL.
+    /// connected, [`run`](Self::run) answers `None`. Fails only on a malformed
+    /// URL. `url`: one URL (standalone) or comma-separated seed nodes (cluster).
     pub fn start(
         url: &SecretString,
+        mode: RedisMode,
         on_error: OnRedisError,
         metrics: Metrics,
     ) -> Result<Arc<Self>, redis::RedisError> {
-        let client = redis::Client::open(url.expose_secret())?;
+        let source = match mode {
+            RedisMode::Standalone => Source::Standalone(redis::Client::open(url.expose_secret())?),
+            RedisMode::Cluster => {
+                let seeds: Vec<&str> = url.expose_secret().split(',').map(str::trim).collect();
+                // No retry waits beyond a few redirections: the call timeout
+                // bounds each call, and the reconnect task paces the rest.
+                Source::Cluster(
+                    ClusterClientBuilder::new(seeds)
+                        .retries(CLUSTER_RETRIES)
+                        .min_retry_wait(10)
+                        .max_retry_wait(50)
+                        .connection_timeout(CONNECT_TIMEOUT)
+                        .response_timeout(CALL_TIMEOUT)
+                        .build()?,
+                )
+            }
+        };
         let link = Arc::new(Self {
-            client,
+            source,
             conn: RwLock::new(None),
             generation: AtomicU64::new(0),
             on_error,
@@ -62,12 +135,18 @@ impl RedisLink {
         self.on_error
     }
 
+    /// Whether the shared state is a Redis Cluster (keys of one script must
+    /// then share a hash slot).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.source, Source::Cluster(_))
+    }
+
     /// Whether Redis is usable now.
     pub fn is_up(&self) -> bool {
         self.current().is_some()
     }
 
-    fn current(&self) -> Option<(u64, ConnectionManager)> {
+    fn current(&self) -> Option<(u64, StateConn)> {
         self.conn
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -79,7 +158,7 @@ impl RedisLink {
     /// down, the failure counted, and reconnecting starts).
     pub async fn run<T, F, Fut>(self: &Arc<Self>, call: F) -> Option<T>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(StateConn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let (number, conn) = self.current()?;
@@ -95,26 +174,58 @@ impl RedisLink {
         None
     }
 
-    /// One attempt: connect and authenticate, then a PING.
-    async fn connect(&self) -> Result<ConnectionManager, &'static str> {
-        // No retries inside the manager: the reconnect task paces attempts.
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(CONNECT_TIMEOUT)
-            .set_response_timeout(CALL_TIMEOUT);
+    /// One attempt: connect and authenticate, then a PING (standalone) or a
+    /// check that the cluster serves every slot and every master answers (a
+    /// failed master not yet replaced keeps the link down instead of flapping).
+    async fn connect(&self) -> Result<StateConn, &'static str> {
         let attempt = async {
-            let mut conn = ConnectionManager::new_with_config(self.client.clone(), config).await?;
-            redis::cmd("PING").query_async::<()>(&mut conn).await?;
-            Ok::<_, redis::RedisError>(conn)
+            match &self.source {
+                Source::Standalone(client) => {
+                    // No retries inside the manager: the reconnect task paces attempts.
+                    let config = ConnectionManagerConfig::new()
+                        .set_number_of_retries(0)
+                        .set_connection_timeout(CONNECT_TIMEOUT)
+                        .set_response_timeout(CALL_TIMEOUT);
+                    let mut conn =
+                        ConnectionManager::new_with_config(client.clone(), config).await?;
+                    redis::cmd("PING").query_async::<()>(&mut conn).await?;
+                    Ok::<_, redis::RedisError>(Ok(StateConn::Standalone(conn)))
+                }
+                Source::Cluster(client) => {
+                    let mut conn = client.get_async_connection().await?;
+                    let info = redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query_async::<String>(&mut conn)
+                        .await?;
+                    if !info.contains("cluster_state:ok") {
+                        return Ok(Err("cluster not serving every slot"));
+                    }
+                    // Every master the slot map names must answer: a dead one
+                    // not yet marked failed keeps the link down, rather than
+                    // up for the other slots and down again on the next call.
+                    let slots = redis::cmd("CLUSTER")
+                        .arg("SLOTS")
+                        .query_async::<Vec<Vec<Value>>>(&mut conn)
+                        .await?;
+                    for (host, port) in slots.iter().filter_map(|range| slot_master(range)) {
+                        let at = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                            host,
+                            port,
+                        });
+                        conn.route_command(&redis::cmd("PING"), at).await?;
+                    }
+                    Ok(Ok(StateConn::Cluster(conn)))
+                }
+            }
         };
         match tokio::time::timeout(CONNECT_TIMEOUT + CALL_TIMEOUT, attempt).await {
-            Ok(Ok(conn)) => Ok(conn),
+            Ok(Ok(result)) => result,
             Ok(Err(e)) => Err(reason(&e)),
             Err(_) => Err("timeout"),
         }
     }
 
-    fn install(&self, conn: ConnectionManager) {
+    fn install(&self, conn: StateConn) {
         // Only the one reconnect task installs, so the count cannot race.
         let number = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         *self.conn.write().unwrap_or_else(PoisonError::into_inner) = Some((number, conn));
@@ -179,6 +290,23 @@ async fn reconnect(link: Weak<RedisLink>, wait_first: bool) {
         drop(l);
         tokio::time::sleep(RECONNECT_INTERVAL).await;
     }
+}
+
+/// The master's address in one `CLUSTER SLOTS` entry
+/// (`[start, end, [host, port, id, …], replicas…]`).
+fn slot_master(range: &[Value]) -> Option<(String, u16)> {
+    let Some(Value::Array(node)) = range.get(2) else {
+        return None;
+    };
+    let host = match node.first()? {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok()?,
+        Value::SimpleString(s) => s.clone(),
+        _ => return None,
+    };
+    let Value::Int(port) = node.get(1)? else {
+        return None;
+    };
+    Some((host, u16::try_from(*port).ok()?))
 }
 
 /// What went wrong, in words that never contain the URL.

@@ -47,7 +47,9 @@ pub enum Unit {
 /// One spend counter in a store: its key and how long it must live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counter {
-    /// `chatgate:spend:<scope>:<window>:<period>:<unit>`.
+    /// `chatgate:spend:{<scope>}:<window>:<period>:<unit>`: the hash tag puts
+    /// every counter of one scope in one Redis Cluster slot, and different
+    /// scopes (keys, users) on different masters.
     pub key: String,
     pub unit: Unit,
     /// Until the window ends (the store may keep it a little longer).
@@ -256,7 +258,7 @@ impl Budgets {
                 };
                 let counter = Counter {
                     key: format!(
-                        "chatgate:spend:{}:{}:{}:{unit}",
+                        "chatgate:spend:{{{}}}:{}:{}:{unit}",
                         scope.key_part(),
                         cap.window.as_str(),
                         p.label

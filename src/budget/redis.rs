@@ -4,6 +4,10 @@
 //! expire after its window; a check is one MGET. When Redis is unreachable,
 //! `on_redis_error = "local"` counts per replica (each against the full cap),
 //! `"deny"` refuses.
+//!
+//! On a Redis Cluster a script may only touch keys of one slot: an add runs
+//! one script per scope (its hash tag), atomic per scope; the crate splits
+//! the MGET by slot itself.
 
 use std::sync::Arc;
 
@@ -86,30 +90,102 @@ impl SpendStore for RedisSpend {
         amounts: &'a [f64],
     ) -> BoxFuture<'a, Result<Vec<f64>, Unavailable>> {
         async move {
-            let mut invocation = self.script.prepare_invoke();
-            for (c, amount) in counters.iter().zip(amounts) {
-                invocation.key(&c.key);
-                match c.unit {
-                    // Token amounts are whole numbers.
-                    Unit::Tokens => invocation.arg(format!("{amount:.0}")).arg("t"),
-                    Unit::Usd => invocation.arg(format!("{amount:.12}")).arg("u"),
+            let mut totals = vec![0.0; counters.len()];
+            let mut shared = Some(());
+            for group in slot_groups(counters, self.link.is_cluster()) {
+                let mut invocation = self.script.prepare_invoke();
+                for &i in &group {
+                    let c = &counters[i];
+                    invocation.key(&c.key);
+                    match c.unit {
+                        // Token amounts are whole numbers.
+                        Unit::Tokens => invocation.arg(format!("{:.0}", amounts[i])).arg("t"),
+                        Unit::Usd => invocation.arg(format!("{:.12}", amounts[i])).arg("u"),
+                    };
+                    invocation.arg(c.ttl.as_secs() + GRACE_SECS);
+                }
+                let values = self
+                    .link
+                    .run(|mut conn| async move {
+                        invocation
+                            .invoke_async::<Vec<Option<String>>>(&mut conn)
+                            .await
+                    })
+                    .await;
+                // A group that failed after others landed: the fallback
+                // counts the whole answer (as when Redis fails mid-add alone).
+                let Some(values) = values else {
+                    shared = None;
+                    break;
                 };
-                invocation.arg(c.ttl.as_secs() + GRACE_SECS);
+                for (&i, v) in group.iter().zip(Self::parse(values)) {
+                    totals[i] = v;
+                }
             }
-            let shared = self
-                .link
-                .run(|mut conn| async move {
-                    invocation
-                        .invoke_async::<Vec<Option<String>>>(&mut conn)
-                        .await
-                })
-                .await;
+            let shared = shared.map(|()| totals);
             match (shared, self.link.on_error()) {
-                (Some(values), _) => Ok(Self::parse(values)),
+                (Some(totals), _) => Ok(totals),
                 (None, OnRedisError::Local) => Ok(self.local.add_now(counters, amounts)),
                 (None, OnRedisError::Deny) => Err(Unavailable),
             }
         }
         .boxed()
+    }
+}
+
+/// The indexes of `counters` one script may take together: all of them on a
+/// single server; on a cluster, those sharing a hash tag (`{…}`), in order.
+fn slot_groups(counters: &[Counter], cluster: bool) -> Vec<Vec<usize>> {
+    if !cluster {
+        return vec![(0..counters.len()).collect()];
+    }
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, c) in counters.iter().enumerate() {
+        let tag = hash_tag(&c.key);
+        match groups.iter_mut().find(|(t, _)| *t == tag) {
+            Some((_, g)) => g.push(i),
+            None => groups.push((tag, vec![i])),
+        }
+    }
+    groups.into_iter().map(|(_, g)| g).collect()
+}
+
+/// The part of `key` Redis Cluster hashes: between the first `{` and the next
+/// `}` when non-empty, else the whole key.
+fn hash_tag(key: &str) -> &str {
+    key.find('{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            rest.find('}')
+                .filter(|&close| close > 0)
+                .map(|close| &rest[..close])
+        })
+        .unwrap_or(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn counter(key: &str) -> Counter {
+        Counter {
+            key: key.into(),
+            unit: Unit::Usd,
+            ttl: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn a_cluster_add_takes_one_script_per_hash_tag_and_a_single_server_one_in_all() {
+        let counters = [
+            counter("chatgate:spend:{gateway}:day:d:usd"),
+            counter("chatgate:spend:{key:a}:day:d:usd"),
+            counter("chatgate:spend:{gateway}:month:m:usd"),
+        ];
+        assert_eq!(slot_groups(&counters, false), [vec![0, 1, 2]]);
+        assert_eq!(slot_groups(&counters, true), [vec![0, 2], vec![1]]);
+        assert_eq!(hash_tag("a{}b"), "a{}b");
     }
 }

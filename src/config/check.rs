@@ -383,20 +383,39 @@ pub(super) fn check(
                 "state.redis_url_env".into(),
                 format!("environment variable {} is not set", state.redis_url_env),
             ),
-            Some(url) => {
-                if url.starts_with("redis://")
-                    || url.starts_with("rediss://")
-                    || url.starts_with("unix://")
-                {
-                    state.redis_url = Some(SecretString::from(url.to_owned()));
-                } else {
-                    // The value is a secret: say what is wrong without echoing it.
-                    bad(
-                        "state.redis_url_env".into(),
-                        "the URL must start with redis://, rediss:// or unix://".into(),
-                    );
+            Some(url) => match state.redis_mode {
+                RedisMode::Standalone => {
+                    if url.starts_with("redis://")
+                        || url.starts_with("rediss://")
+                        || url.starts_with("unix://")
+                    {
+                        state.redis_url = Some(SecretString::from(url.to_owned()));
+                    } else {
+                        // The value is a secret: say what is wrong without echoing it.
+                        bad(
+                            "state.redis_url_env".into(),
+                            "the URL must start with redis://, rediss:// or unix://".into(),
+                        );
+                    }
                 }
-            }
+                RedisMode::Cluster => {
+                    let seeds_ok = url
+                        .split(',')
+                        .map(str::trim)
+                        .all(|seed| seed.starts_with("redis://") || seed.starts_with("rediss://"));
+                    if seeds_ok {
+                        state.redis_url = Some(SecretString::from(url.to_owned()));
+                    } else {
+                        // Secret again: the rule, not the value.
+                        bad(
+                            "state.redis_url_env".into(),
+                            "redis_mode = \"cluster\" needs comma-separated seed node URLs, \
+                             each starting with redis:// or rediss://"
+                                .into(),
+                        );
+                    }
+                }
+            },
         }
     }
 

@@ -504,10 +504,22 @@ pub enum OnRedisError {
     Deny,
 }
 
+/// How the Redis of `backend = "redis"` is deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisMode {
+    /// One server: the URL variable holds one URL.
+    #[default]
+    Standalone,
+    /// A Redis Cluster: the URL variable holds comma-separated seed node URLs.
+    Cluster,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
     pub backend: StateBackend,
+    pub redis_mode: RedisMode,
     pub redis_url_env: String,
     pub on_redis_error: OnRedisError,
     /// Set by the check from `redis_url_env` when `backend = "redis"` (and only
@@ -520,6 +532,7 @@ impl Default for StateConfig {
     fn default() -> Self {
         Self {
             backend: StateBackend::Memory,
+            redis_mode: RedisMode::Standalone,
             redis_url_env: "CHATGATE_REDIS_URL".into(),
             on_redis_error: OnRedisError::Local,
             redis_url: None,

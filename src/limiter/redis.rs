@@ -72,9 +72,11 @@ impl RedisLimiter {
 
     async fn shared(&self, bucket: Bucket<'_>, rate: Rate) -> Option<Decision> {
         let key = match bucket {
-            Bucket::Ip(ip) => format!("chatgate:rl:ip:{ip}"),
-            Bucket::Key(id) => format!("chatgate:rl:key:{id}"),
-            Bucket::User { idp, user } => format!("chatgate:rl:user:{idp}:{user}"),
+            // The hash tag is the bucket: on a Redis Cluster buckets spread
+            // over the masters, each script on the node holding its key.
+            Bucket::Ip(ip) => format!("chatgate:rl:{{ip:{ip}}}"),
+            Bucket::Key(id) => format!("chatgate:rl:{{key:{id}}}"),
+            Bucket::User { idp, user } => format!("chatgate:rl:{{user:{idp}:{user}}}"),
         };
         let interval_us = u64::try_from(rate.emission_interval().as_micros()).unwrap_or(u64::MAX);
         let mut invocation = self.script.key(key);

@@ -515,7 +515,7 @@ async fn per_subject_limits_are_shared_through_redis() {
     );
     assert_eq!(chat_as(&two, &ec.sign(&claims("bob"))).await.status(), 200);
     let mut conn = server.connection().await;
-    let key = format!("chatgate:rl:user:idp:{}", user_hash("alice"));
+    let key = format!("chatgate:rl:{{user:idp:{}}}", user_hash("alice"));
     let exists: bool = ::redis::cmd("EXISTS")
         .arg(&key)
         .query_async(&mut conn)

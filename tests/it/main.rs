@@ -36,6 +36,7 @@ mod operations;
 mod prometheus_e2e;
 mod rate_limits;
 mod readiness;
+mod redis_cluster;
 mod redis_outage;
 mod redis_state;
 mod reload;

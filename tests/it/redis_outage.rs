@@ -170,7 +170,7 @@ async fn startup_with_redis_down_serves_locally_and_shares_once_redis_appears() 
     );
     let mut conn = server.connection().await;
     let exists: bool = ::redis::cmd("EXISTS")
-        .arg("chatgate:rl:ip:127.0.0.1")
+        .arg("chatgate:rl:{ip:127.0.0.1}")
         .query_async(&mut conn)
         .await
         .unwrap();

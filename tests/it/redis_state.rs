@@ -51,7 +51,7 @@ impl Backend {
         let Some(server) = &self.redis else { return };
         let mut conn = server.connection().await;
         let exists: bool = ::redis::cmd("EXISTS")
-            .arg("chatgate:rl:ip:127.0.0.1")
+            .arg("chatgate:rl:{ip:127.0.0.1}")
             .query_async(&mut conn)
             .await
             .unwrap();
@@ -222,7 +222,10 @@ async fn every_rate_limit_key_in_redis_expires() {
         cursor = next;
     }
     keys.sort();
-    assert_eq!(keys, ["chatgate:rl:ip:127.0.0.1", "chatgate:rl:key:test"]);
+    assert_eq!(
+        keys,
+        ["chatgate:rl:{ip:127.0.0.1}", "chatgate:rl:{key:test}"]
+    );
     for key in &keys {
         let ttl_ms: i64 = ::redis::cmd("PTTL")
             .arg(key)

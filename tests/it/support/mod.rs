@@ -11,6 +11,7 @@ pub mod observability;
 pub mod otlp;
 pub mod prometheus;
 pub mod redis;
+pub mod redis_cluster;
 pub mod reloadable;
 pub mod upstream;
 
