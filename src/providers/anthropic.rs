@@ -573,17 +573,7 @@ mod tests {
     use crate::chat::Form;
 
     fn request(messages: Vec<Message>) -> ProviderRequest {
-        ProviderRequest {
-            model: "claude".into(),
-            messages: Arc::from(messages),
-            max_tokens: None,
-            temperature: None,
-            top_p: None,
-            stop: Arc::from(Vec::<String>::new()),
-            user: None,
-            params: Arc::default(),
-            request_id: "r".into(),
-        }
+        ProviderRequest::of("claude", messages)
     }
 
     #[test]

@@ -46,6 +46,24 @@ pub struct ProviderRequest {
     pub request_id: String,
 }
 
+#[cfg(test)]
+impl ProviderRequest {
+    /// A request to `model` with `messages` and nothing else set (unit tests).
+    pub(crate) fn of(model: &str, messages: Vec<Message>) -> Self {
+        Self {
+            model: model.into(),
+            messages: Arc::from(messages),
+            max_tokens: None,
+            temperature: None,
+            top_p: None,
+            stop: Arc::from(Vec::<String>::new()),
+            user: None,
+            params: Arc::default(),
+            request_id: "r".into(),
+        }
+    }
+}
+
 /// A feature a request uses that some provider kinds cannot serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feature {

@@ -578,23 +578,11 @@ impl Provider for OpenAi {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::chat::{Form, Role};
 
     fn request(messages: Vec<Message>) -> ProviderRequest {
-        ProviderRequest {
-            model: "gpt".into(),
-            messages: Arc::from(messages),
-            max_tokens: None,
-            temperature: None,
-            top_p: None,
-            stop: Arc::from(Vec::<String>::new()),
-            user: None,
-            params: Arc::default(),
-            request_id: "r".into(),
-        }
+        ProviderRequest::of("gpt", messages)
     }
 
     #[test]
