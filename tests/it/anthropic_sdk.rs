@@ -6,7 +6,8 @@
 //! (`.ci/run` installs it). Without it the test is skipped loudly, except
 //! under CI, where it fails.
 
-use crate::support::upstream::{data_frame, event_frame};
+use crate::support::external::{required_under_ci, run_json};
+use crate::support::upstream::{chunk_frame, event_frame};
 use crate::support::*;
 use serde_json::{Value, json};
 
@@ -30,35 +31,26 @@ fn tool_stream(anthropic: bool) -> Reply {
             .collect(),
         );
     }
-    let chunk = |delta: Value, finish: Value| {
-        data_frame(
-            &json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt",
-                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
-        )
-    };
     Reply::Frames(vec![
-        chunk(
+        chunk_frame(
             json!({"tool_calls": [{"index": 0, "id": "call_s", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":"}}]}),
             Value::Null,
         ),
-        chunk(
+        chunk_frame(
             json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Lisbon\"}"}}]}),
             Value::Null,
         ),
-        chunk(json!({}), json!("tool_calls")),
+        chunk_frame(json!({}), json!("tool_calls")),
         "data: [DONE]\n\n".into(),
     ])
 }
 
 async fn run_sdk(kind: &str) {
-    let Some(python) = std::env::var_os("CHATGATE_SDK_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must provide CHATGATE_SDK_PYTHON (see .ci/run)"
-        );
-        eprintln!(
-            "\n*** SKIPPED the anthropic SDK check ({kind} target): set CHATGATE_SDK_PYTHON to a python with `anthropic` installed ***\n"
-        );
+    let Some(python) = required_under_ci(
+        "CHATGATE_SDK_PYTHON",
+        &format!("the anthropic SDK check ({kind} target)"),
+        "a python with `anthropic` installed",
+    ) else {
         return;
     };
     let anthropic = kind == "anthropic";
@@ -85,20 +77,7 @@ async fn run_sdk(kind: &str) {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/it/sdk/anthropic_sdk_check.py"
     );
-    let output = tokio::process::Command::new(python)
-        .arg(script)
-        .arg(app.url("/api"))
-        .arg(KEY)
-        .arg("m")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "anthropic SDK script failed ({kind} target):\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let seen = run_json(python, script, &[&app.url("/api"), KEY, "m"]).await;
 
     assert_eq!(seen["create"]["text"], "Hello from upstream");
     assert_eq!(seen["stream"]["final"], "Hello there");

@@ -4,7 +4,7 @@
 //! from both kinds), capability skipping, errors' `type` and `param`,
 //! `GET /models/{id}`, and CORS for the JS SDKs' headers.
 
-use crate::support::upstream::{data_frame, event_frame, openai_extras};
+use crate::support::upstream::{data_frame, event_frame, openai_extras, tool_call_piece};
 use crate::support::*;
 use serde_json::{Value, json};
 
@@ -322,22 +322,13 @@ async fn two_interleaved_tool_calls_stream_from_openai_as_indexed_pieces() {
                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
         )
     };
-    let call = |index: u32, head: Option<(&str, &str)>, args: &str| {
-        let mut c = json!({"index": index, "function": {"arguments": args}});
-        if let Some((id, name)) = head {
-            c["id"] = json!(id);
-            c["type"] = json!("function");
-            c["function"]["name"] = json!(name);
-        }
-        json!({"tool_calls": [c]})
-    };
     up.push([Reply::Frames(vec![
         chunk(json!({"role": "assistant", "content": null}), Value::Null),
-        chunk(call(0, Some(("call_a", "weather")), ""), Value::Null),
-        chunk(call(1, Some(("call_b", "time")), "{\"tz\""), Value::Null),
-        chunk(call(0, None, "{\"city\":"), Value::Null),
-        chunk(call(1, None, ":\"UTC\"}"), Value::Null),
-        chunk(call(0, None, "\"Lisbon\"}"), Value::Null),
+        chunk(tool_call_piece(0, Some(("call_a", "weather")), ""), Value::Null),
+        chunk(tool_call_piece(1, Some(("call_b", "time")), "{\"tz\""), Value::Null),
+        chunk(tool_call_piece(0, None, "{\"city\":"), Value::Null),
+        chunk(tool_call_piece(1, None, ":\"UTC\"}"), Value::Null),
+        chunk(tool_call_piece(0, None, "\"Lisbon\"}"), Value::Null),
         chunk(json!({}), json!("tool_calls")),
         data_frame(
             &json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m1", "choices": [],

@@ -7,42 +7,34 @@
 //! file into a cache) and found through `CHATGATE_SDK_NODE_MODULES`. Without
 //! them the test is skipped loudly, except under CI, where it fails.
 
-use crate::support::upstream::data_frame;
+use crate::support::external::{required_under_ci, run_json};
+use crate::support::upstream::chunk_frame;
 use crate::support::*;
 use serde_json::{Value, json};
 
 /// One streamed tool call, its arguments in two pieces.
 fn tool_stream(id: &str) -> Reply {
-    let chunk = |delta: Value, finish: Value| {
-        data_frame(
-            &json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt",
-                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
-        )
-    };
     Reply::Frames(vec![
-        chunk(
+        chunk_frame(
             json!({"role": "assistant", "tool_calls": [{"index": 0, "id": id, "type": "function", "function": {"name": "weather", "arguments": "{\"city\":"}}]}),
             Value::Null,
         ),
-        chunk(
+        chunk_frame(
             json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Porto\"}"}}]}),
             Value::Null,
         ),
-        chunk(json!({}), json!("tool_calls")),
+        chunk_frame(json!({}), json!("tool_calls")),
         "data: [DONE]\n\n".into(),
     ])
 }
 
 #[tokio::test]
 async fn official_openai_npm_package_and_vercel_ai_sdk_work_with_tools() {
-    let Some(modules) = std::env::var_os("CHATGATE_SDK_NODE_MODULES") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must provide CHATGATE_SDK_NODE_MODULES (see .ci/run)"
-        );
-        eprintln!(
-            "\n*** SKIPPED official_openai_npm_package_and_vercel_ai_sdk_work_with_tools: set CHATGATE_SDK_NODE_MODULES to a node_modules with tests/it/sdk/js/package.json installed ***\n"
-        );
+    let Some(modules) = required_under_ci(
+        "CHATGATE_SDK_NODE_MODULES",
+        "official_openai_npm_package_and_vercel_ai_sdk_work_with_tools",
+        "a node_modules with tests/it/sdk/js/package.json installed",
+    ) else {
         return;
     };
     let up = Upstream::openai().await;
@@ -70,20 +62,7 @@ async fn official_openai_npm_package_and_vercel_ai_sdk_work_with_tools() {
     )
     .unwrap();
     std::os::unix::fs::symlink(&modules, dir.path().join("node_modules")).unwrap();
-    let output = tokio::process::Command::new("node")
-        .arg(&script)
-        .arg(app.url("/api/v1"))
-        .arg(KEY)
-        .arg("m")
-        .output()
-        .await
-        .expect("node runs (CI installs it)");
-    assert!(
-        output.status.success(),
-        "JS SDK script failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let seen = run_json("node", &script, &[&app.url("/api/v1"), KEY, "m"]).await;
     assert_eq!(seen["create"], "Hello from upstream");
     assert_eq!(seen["stream"], "Hello");
     assert_eq!(

@@ -4,7 +4,7 @@
 //! every error of the route, the middleware's included, in Anthropic's shape
 //! with `request-id`.
 
-use crate::support::upstream::data_frame;
+use crate::support::upstream::{chunk_frame, data_frame};
 use crate::support::*;
 use serde_json::{Value, json};
 
@@ -165,12 +165,6 @@ async fn an_anthropic_stop_sequence_comes_back_with_the_sequence() {
 
 /// Text, then two tool calls whose argument pieces interleave (OpenAI's way).
 fn interleaved() -> Reply {
-    let chunk = |delta: Value, finish: Value| {
-        data_frame(
-            &json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt",
-                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
-        )
-    };
     let piece = |index: u32, head: Option<(&str, &str)>, args: &str| {
         let mut c = json!({"index": index, "function": {"arguments": args}});
         if let Some((id, name)) = head {
@@ -180,13 +174,13 @@ fn interleaved() -> Reply {
         json!({"tool_calls": [c]})
     };
     Reply::Frames(vec![
-        chunk(json!({"content": "Let me "}), Value::Null),
-        chunk(json!({"content": "check."}), Value::Null),
-        chunk(piece(0, Some(("call_w", "weather")), "{\"ci"), Value::Null),
-        chunk(piece(1, Some(("call_t", "time")), "{\"tz\":"), Value::Null),
-        chunk(piece(0, None, "ty\":\"Lisbon\"}"), Value::Null),
-        chunk(piece(1, None, "\"UTC\"}"), Value::Null),
-        chunk(json!({}), json!("tool_calls")),
+        chunk_frame(json!({"content": "Let me "}), Value::Null),
+        chunk_frame(json!({"content": "check."}), Value::Null),
+        chunk_frame(piece(0, Some(("call_w", "weather")), "{\"ci"), Value::Null),
+        chunk_frame(piece(1, Some(("call_t", "time")), "{\"tz\":"), Value::Null),
+        chunk_frame(piece(0, None, "ty\":\"Lisbon\"}"), Value::Null),
+        chunk_frame(piece(1, None, "\"UTC\"}"), Value::Null),
+        chunk_frame(json!({}), json!("tool_calls")),
         data_frame(
             &json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt",
                     "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 11, "total_tokens": 18}}),

@@ -6,47 +6,39 @@
 //! (`.ci/run` creates it). Without it the test is skipped loudly, except
 //! under CI, where it fails.
 
-use crate::support::upstream::data_frame;
+use crate::support::external::{required_under_ci, run_json};
+use crate::support::upstream::{chunk_frame, tool_call_piece};
 use crate::support::*;
 use serde_json::{Value, json};
 
 /// Two tool calls streamed in interleaved pieces, OpenAI's way.
 fn tool_stream() -> Reply {
-    let chunk = |delta: Value, finish: Value| {
-        data_frame(
-            &json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt",
-                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
-        )
-    };
-    let piece = |index: u32, head: Option<(&str, &str)>, args: &str| {
-        let mut c = json!({"index": index, "function": {"arguments": args}});
-        if let Some((id, name)) = head {
-            c["id"] = json!(id);
-            c["type"] = json!("function");
-            c["function"]["name"] = json!(name);
-        }
-        json!({"tool_calls": [c]})
-    };
     Reply::Frames(vec![
-        chunk(piece(0, Some(("call_w", "weather")), ""), Value::Null),
-        chunk(piece(1, Some(("call_t", "time")), "{\"tz\":"), Value::Null),
-        chunk(piece(0, None, "{\"city\":\"Lisbon\"}"), Value::Null),
-        chunk(piece(1, None, "\"UTC\"}"), Value::Null),
-        chunk(json!({}), json!("tool_calls")),
+        chunk_frame(
+            tool_call_piece(0, Some(("call_w", "weather")), ""),
+            Value::Null,
+        ),
+        chunk_frame(
+            tool_call_piece(1, Some(("call_t", "time")), "{\"tz\":"),
+            Value::Null,
+        ),
+        chunk_frame(
+            tool_call_piece(0, None, "{\"city\":\"Lisbon\"}"),
+            Value::Null,
+        ),
+        chunk_frame(tool_call_piece(1, None, "\"UTC\"}"), Value::Null),
+        chunk_frame(json!({}), json!("tool_calls")),
         "data: [DONE]\n\n".into(),
     ])
 }
 
 #[tokio::test]
 async fn official_openai_sdk_works_unchanged_with_strict_validation() {
-    let Some(python) = std::env::var_os("CHATGATE_SDK_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must provide CHATGATE_SDK_PYTHON (see .ci/run)"
-        );
-        eprintln!(
-            "\n*** SKIPPED official_openai_sdk_works_unchanged_with_strict_validation: set CHATGATE_SDK_PYTHON to a python with `openai` installed ***\n"
-        );
+    let Some(python) = required_under_ci(
+        "CHATGATE_SDK_PYTHON",
+        "official_openai_sdk_works_unchanged_with_strict_validation",
+        "a python with `openai` installed",
+    ) else {
         return;
     };
     let up = Upstream::openai().await;
@@ -65,19 +57,7 @@ async fn official_openai_sdk_works_unchanged_with_strict_validation() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/it/sdk/openai_sdk_check.py"
     );
-    let output = tokio::process::Command::new(python)
-        .arg(script)
-        .arg(app.url("/api/v1"))
-        .arg(KEY)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "SDK script failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let seen = run_json(python, script, &[&app.url("/api/v1"), KEY]).await;
 
     assert_eq!(
         seen["models"],

@@ -4,6 +4,7 @@
 //! without it, except under CI), Swagger UI is served from the binary under
 //! its own CSP, and `docs.enabled = false` turns both off.
 
+use crate::support::external::{required_under_ci, run};
 use crate::support::*;
 use serde_json::Value;
 
@@ -111,43 +112,25 @@ async fn docs_enabled_false_turns_openapi_json_and_docs_off() {
 
 #[tokio::test]
 async fn the_spec_validates_as_openapi_3_1_and_real_answers_of_every_route_conform_to_it() {
-    let Some(python) = std::env::var_os("CHATGATE_DOCS_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must provide CHATGATE_DOCS_PYTHON (see .ci/run)"
-        );
-        eprintln!(
-            "\n*** SKIPPED the_spec_validates_as_openapi_3_1_and_real_answers_of_every_route_conform_to_it: set CHATGATE_DOCS_PYTHON to a python with `openapi-spec-validator` installed ***\n"
-        );
+    let Some(python) = required_under_ci(
+        "CHATGATE_DOCS_PYTHON",
+        "the_spec_validates_as_openapi_3_1_and_real_answers_of_every_route_conform_to_it",
+        "a python with `openapi-spec-validator` installed",
+    ) else {
         return;
     };
     let app = spawn_app("[models.default]\ntargets = [\"mock:echo\"]\n").await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/sdk/openapi_check.py");
-    let output = tokio::process::Command::new(python)
-        .arg(script)
-        .arg(app.url(""))
-        .arg(KEY)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "openapi check failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run(python, script, &[&app.url(""), KEY]).await;
 }
 
 #[tokio::test]
 async fn schemathesis_finds_no_server_error_and_no_answer_off_the_spec() {
-    let Some(python) = std::env::var_os("CHATGATE_DOCS_PYTHON") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must provide CHATGATE_DOCS_PYTHON (see .ci/run)"
-        );
-        eprintln!(
-            "\n*** SKIPPED schemathesis_finds_no_server_error_and_no_answer_off_the_spec: set CHATGATE_DOCS_PYTHON to a python with `schemathesis` installed ***\n"
-        );
+    let Some(python) = required_under_ci(
+        "CHATGATE_DOCS_PYTHON",
+        "schemathesis_finds_no_server_error_and_no_answer_off_the_spec",
+        "a python with `schemathesis` installed",
+    ) else {
         return;
     };
     let app = spawn_app("[models.default]\ntargets = [\"mock:echo\"]\n").await;

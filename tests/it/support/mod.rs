@@ -6,6 +6,7 @@ pub mod answers;
 pub mod binary;
 pub mod browser;
 pub mod cli;
+pub mod external;
 pub mod hostile;
 pub mod observability;
 pub mod otlp;

@@ -100,6 +100,27 @@ pub fn data_frame(v: &Value) -> String {
     format!("data: {v}\n\n")
 }
 
+/// One OpenAI stream chunk as a frame: `choices[0]` with this delta and
+/// finish reason, from model `gpt`.
+pub fn chunk_frame(delta: Value, finish: Value) -> String {
+    data_frame(
+        &json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt",
+                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
+    )
+}
+
+/// A delta carrying one piece of streamed tool call `index`: the first piece
+/// of a call has its head (id and function name), the rest only arguments.
+pub fn tool_call_piece(index: u32, head: Option<(&str, &str)>, args: &str) -> Value {
+    let mut call = json!({"index": index, "function": {"arguments": args}});
+    if let Some((id, name)) = head {
+        call["id"] = json!(id);
+        call["type"] = json!("function");
+        call["function"]["name"] = json!(name);
+    }
+    json!({"tool_calls": [call]})
+}
+
 /// An Anthropic SSE frame: the event name is the payload's `type`.
 pub fn event_frame(v: &Value) -> String {
     format!("event: {}\ndata: {v}\n\n", v["type"].as_str().unwrap())
