@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """A fake OpenAI upstream for the idle-stream memory row: every POST gets a
-200 event stream with ONE chunk (the assistant role), then nothing: the
-stream stays open until the peer closes it or a time limit passes.
+200 event stream with ONE chunk (role and a first word: chatgate answers a
+stream's head only once text has come, so that it can still fail over
+before), then nothing: the stream stays open until the peer closes it or a
+time limit passes.
 
 Usage: idle_sse_upstream.py PORT MAX_HOLD_SECONDS
 Binds 127.0.0.1 only. Prints `LISTENING` once it accepts connections.
@@ -11,7 +13,7 @@ import sys
 
 EVENT = (b'data: {"id":"chatcmpl-idle","object":"chat.completion.chunk","created":1700000000,'
          b'"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"role":"assistant",'
-         b'"content":""},"finish_reason":null}]}\n\n')
+         b'"content":"Hello"},"finish_reason":null}]}\n\n')
 HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n")
 CHUNK = b"%x\r\n%s\r\n" % (len(EVENT), EVENT)

@@ -170,6 +170,7 @@ sleep 1
 mem idle-streams-config "fresh start with the idle-stream limits (max_concurrent_requests 30000)"
 idle_streams "$IDLE_STREAMS"
 forget "$CG_PID"
+forget "$IDLE_SID"
 
 # ---- 7. features on: a cache miss per request (unique prompts), budgets,
 # three guard rules, a canary at 10 %; then the same prompt again and again

@@ -33,7 +33,8 @@ if os.getenv("BENCH_UNIQUE") == "1" then
   -- once, and put a per-thread counter in between on every request.
   local head, tail = wrk.body:match('^(.*)("}%].*)$')
   assert(head, "BENCH_UNIQUE needs a body whose messages end the list")
-  local threads, tid, n = 0, 0, 0
+  -- BENCH_NONCE (one per wrk run) keeps a run's prompts apart from the last run's.
+  local run, threads, tid, n = os.getenv("BENCH_NONCE") or "", 0, 0, 0
   function setup(thread)
     threads = threads + 1
     thread:set("tid", threads)
@@ -43,7 +44,7 @@ if os.getenv("BENCH_UNIQUE") == "1" then
   end
   function request()
     n = n + 1
-    return wrk.format(nil, nil, nil, string.format("%s (#%d-%d)%s", head, tid, n, tail))
+    return wrk.format(nil, nil, nil, string.format("%s (#%s-%d-%d)%s", head, run, tid, n, tail))
   end
 end
 
