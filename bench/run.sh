@@ -20,7 +20,8 @@
 # BENCH_OPEN_RATE (open-loop req/s, 5000), BENCH_SOAK_RATE (1000),
 # BENCH_QUIET_TRIES (20 s load checks before measuring, 30), BENCH_PACE_MS
 # (pause per connection in the paced c=50 run, 10); pinned versions:
-# LITELLM_VERSION, OHA_VERSION (Portkey: bench/portkey/package-lock.json).
+# LITELLM_VERSION, OHA_VERSION (Portkey: bench/portkey/package-lock.json);
+# BENCH_CHATGATE_BIN (a chatgate binary already built: no cargo build).
 #
 # Every load loop targets 127.0.0.1 only and is bounded in time and requests.
 # It stops only what it started (by PID and the sessions it made), on exit.
@@ -41,7 +42,7 @@ while [[ $# -gt 0 ]]; do
       shift
       ;;
     --quick) QUICK=1 ;;
-    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -69,9 +70,14 @@ STARTED_AT=$(date +%s)
 ensure_tools
 [[ $WITH_PORTKEY == 0 ]] || ensure_portkey
 [[ $WITH_LITELLM == 0 ]] || ensure_litellm
-log "building chatgate (cargo build --release)"
-(cd "$ROOT" && cargo build --release -q)
-CHATGATE_BIN="$ROOT/target/release/chatgate"
+if [[ -n ${BENCH_CHATGATE_BIN:-} ]]; then
+  CHATGATE_BIN=$BENCH_CHATGATE_BIN
+  log "using the chatgate binary $CHATGATE_BIN (BENCH_CHATGATE_BIN; not rebuilt)"
+else
+  log "building chatgate (cargo build --release)"
+  (cd "$ROOT" && cargo build --release -q)
+  CHATGATE_BIN="$ROOT/target/release/chatgate"
+fi
 COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo ' + uncommitted changes')"
 
 # ---------------------------------------------------------------- quiet check
@@ -220,7 +226,7 @@ REPORT="$RESULTS/$STAMP.md"
   echo "# chatgate benchmark $STAMP"
   echo
   echo "- machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM"
-  echo "- commit built: $COMMIT"
+  echo "- commit built: $COMMIT; binary: ${CHATGATE_BIN#"$ROOT"/}"
   echo "- quiet machine: $QUIET; load average at start: $LOAD_AT_START; run took $(($(date +%s) - STARTED_AT)) s"
   echo "- peers: $([[ $WITH_PORTKEY == 1 ]] && echo "Portkey gateway $PORTKEY_VERSION (Node $(node --version))" || echo "no Portkey"), $([[ $WITH_LITELLM == 1 ]] && echo "LiteLLM $LITELLM_VERSION (1 worker)" || echo "no LiteLLM")"
   echo "- load: wrk (closed loop) and oha $OHA_VERSION (open loop, ${OPEN_RATE}/s), ${DURATION}s per run after a ${WARMUP}s warm-up, POST .../chat/completions; upstream: nginx, fixed answer"

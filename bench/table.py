@@ -30,8 +30,9 @@ def main():
         r = by.get((t, c))
         return float(r["cpu_ms_per_req"]) if r else None
 
-    def added(table, t, key, base_key=None):
-        r, b = table.get(t), table.get(base_key or "nginx-direct")
+    def added(table, t, key):
+        """The target's figure minus nginx-direct's, in ms."""
+        r, b = table.get(t), table.get("nginx-direct")
         return (float(r[key]) - float(b[key])) / 1000 if r and b else None
 
     def added_p50(t, c):
@@ -79,6 +80,18 @@ def main():
               f"| {p99} "
               f"| {fmt(ttfb(t))} | {ratio(ttfb(t), ttfb(ref))} "
               f"| {fmt(stream_cpu(t), 4)} | {ratio(stream_cpu(t), stream_cpu(ref))} |")
+
+    # Issue 20 target 4 compares chatgate's rows with each other, not with nginx.
+    plain, feats, hit = cpu("chatgate", 50), cpu("chatgate-features", 50), cpu("chatgate-cache-hit", 50)
+    spend, redis = cpu("chatgate-spend", 50), cpu("chatgate-redis", 50)
+    print()
+    if plain and feats:
+        print(f"- CPU per request at c=50, features on (cache miss) ÷ plain chatgate: {feats / plain:.2f}×")
+    if plain and hit:
+        print(f"- CPU per request at c=50, cache hit ÷ plain chatgate: {hit / plain:.2f}×")
+    if spend and redis:
+        print(f"- CPU per request at c=50 in chatgate, Redis backend − memory backend (both with spend): "
+              f"{redis - spend:+.4f} ms")
 
 
 if __name__ == "__main__":
