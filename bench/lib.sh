@@ -623,6 +623,13 @@ soak() { # seconds
   done
   wait "$oha_pid" || true
   printf '%s\t%s\n' "$secs" "$(rss_kb "$CG_PID")" >>"$SOAK_TSV"
-  SOAK_SUMMARY=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); c=r.get("statusCodeDistribution",{}); print(f"{sum(int(v) for v in c.values())} requests, {int(c.get(\"200\",0))} answered 200, {r[\"summary\"][\"requestsPerSec\"]:.0f} req/s")' "$WORK/oha-soak.json")
+  SOAK_SUMMARY=$(python3 - "$WORK/oha-soak.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+codes = r.get("statusCodeDistribution", {})
+n, ok = sum(int(v) for v in codes.values()), int(codes.get("200", 0))
+print(f"{n} requests, {ok} answered 200, {r['summary']['requestsPerSec']:.0f} req/s")
+EOF
+)
   log "soak: $SOAK_SUMMARY; RSS $(head -2 "$SOAK_TSV" | tail -1 | cut -f2) -> $(tail -1 "$SOAK_TSV" | cut -f2) kB"
 }

@@ -262,7 +262,7 @@ REPORT="$RESULTS/$STAMP.md"
   echo "- added: the target's percentile minus nginx-direct's at the same concurrency (chatgate's figure includes its own call to nginx)."
   echo "- *-paced: c=50 with each connection pausing ${PACE_MS} ms after every answer (wrk's delay()), i.e. below saturation; the pause is not counted in the latency."
   if grep -q '^chatgate-redis' "$LOAD_TSV"; then
-    echo "- chatgate-redis: the c=50 run with \`[state] backend = \"redis\"\` against a redis-server on loopback (which used $((redis_cpu * 1000 / CLK_TCK)) ms of CPU over that run)."
+    echo "- chatgate-redis: the chatgate-spend run with \`[state] backend = \"redis\"\` (rate limits and spend in Redis) against a redis-server on loopback (which used $((redis_cpu * 1000 / CLK_TCK)) ms of CPU over that run)."
   fi
   echo
   echo "## Open loop ($OPEN_RATE req/s offered for ${DURATION}s, oha --latency-correction, 50 connections)"
