@@ -566,7 +566,10 @@ r = json.load(open(path))
 codes = r.get("statusCodeDistribution", {})
 ok = int(codes.get("200", 0))
 n = sum(int(v) for v in codes.values())
-errors = n - ok + sum(int(v) for v in r.get("errorDistribution", {}).values())
+# Requests still in flight when -z ends are cancelled ("aborted due to
+# deadline"): the end of the run, not a failure of the target.
+errors = n - ok + sum(int(v) for k, v in r.get("errorDistribution", {}).items()
+                      if k != "aborted due to deadline")
 pct = r["latencyPercentiles"]
 us = lambda v: int((v or 0) * 1e6)
 cpu = int(ticks) * 1000 / int(hz) / max(n, 1)

@@ -22,8 +22,10 @@ def rows(path):
 
 def main():
     load, openloop, streams = (rows(p) for p in sys.argv[1:4])
-    by = {(r["target"], int(r["conc"])): r for r in load}
-    opened = {r["target"]: r for r in openloop}
+    # A row that answered nothing (a peer still busy with the warm-up's
+    # backlog in a --quick run) has no figures, only a CPU total: left out.
+    by = {(r["target"], int(r["conc"])): r for r in load if int(r["requests"]) > 0}
+    opened = {r["target"]: r for r in openloop if int(r["requests"]) > 0}
     stream = {r["target"]: r for r in streams}
 
     def cpu(t, c):
