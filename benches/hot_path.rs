@@ -137,12 +137,24 @@ fn jwt(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 verifier
-                    .verify(black_box(&token))
+                    .verify_uncached(black_box(&token))
                     .now_or_never()
                     .unwrap()
                     .unwrap()
             })
         });
+        // The same token again, as a browser sends it: the cache answers.
+        if alg == Algorithm::ES256 {
+            g.bench_function("verify_cached", |b| {
+                b.iter(|| {
+                    verifier
+                        .verify(black_box(&token))
+                        .now_or_never()
+                        .unwrap()
+                        .unwrap()
+                })
+            });
+        }
     }
     g.finish();
 }
@@ -336,6 +348,56 @@ fn translate(c: &mut Criterion) {
 /// An app on the mock provider, built from `CHATGATE_*` pairs as the binary
 /// would be from its environment (no config files).
 fn build_app(rt: &tokio::runtime::Runtime, extra: &[(&str, &str)]) -> (chatgate::App, Router) {
+    build_app_in(
+        rt,
+        std::env::temp_dir().join("chatgate-bench-no-config-dir"),
+        extra,
+    )
+}
+
+/// The features-on config (issue 20, target 4): a cached model with a canary
+/// at 10 %, budgets (global, per key), three input guard rules that match
+/// nothing in the bench request (the common case), memory backend.
+const FEATURES_ON: &str = r#"
+[providers.mock]
+kind = "mock"
+
+[models.default]
+targets = ["mock:stable-m"]
+cache_ttl = "10m"
+
+[models.default.canary]
+targets = ["mock:canary-m"]
+percent = 10.0
+
+[budgets]
+tokens_per_day = 1000000000000
+per_user_tokens_per_day = 1000000000
+
+[[guard.rules]]
+name = "ignore-previous"
+pattern = '(?i)\b(ignore|disregard|forget|override)\s+(all\s+|any\s+|the\s+|your\s+)*(previous|prior|above|earlier|preceding)\s+(instructions|prompts?|rules|directions|messages)'
+on = "input"
+action = "flag"
+
+[[guard.rules]]
+name = "reveal-prompt"
+pattern = '(?i)\b(reveal|show|print|repeat|output|leak)\s+(me\s+)?(your|the)\s+(system\s+prompt|(initial|hidden|original)\s+(instructions|prompt))'
+on = "input"
+action = "flag"
+
+[[guard.rules]]
+name = "jailbreak-persona"
+pattern = '\bDAN\b|(?i:\bdo\s+anything\s+now\b|\bdeveloper\s+mode\s+(enabled|on)\b|\bjailbr(eak|oken)\b)'
+on = "input"
+action = "block"
+"#;
+
+fn build_app_in(
+    rt: &tokio::runtime::Runtime,
+    config_dir: std::path::PathBuf,
+    extra: &[(&str, &str)],
+) -> (chatgate::App, Router) {
     let mut pairs = vec![
         ("CHATGATE_SERVER__PORT".to_owned(), "0".to_owned()),
         (
@@ -362,7 +424,7 @@ fn build_app(rt: &tokio::runtime::Runtime, extra: &[(&str, &str)]) -> (chatgate:
         pairs.push(((*k).to_owned(), (*v).to_owned()));
     }
     let opts = LoadOptions {
-        config_dir: std::env::temp_dir().join("chatgate-bench-no-config-dir"),
+        config_dir,
         app_env: Some("development".into()),
         extra_file: None,
         env: Environment::from_pairs(pairs),
@@ -393,13 +455,21 @@ fn full_stack(c: &mut Criterion) {
         .unwrap();
     let (app, router) = build_app(&rt, &[]);
     let (app_no_auth, router_no_auth) = build_app(&rt, &[("CHATGATE_AUTH__ENABLED", "false")]);
+    let features_dir = tempfile::tempdir().unwrap();
+    std::fs::write(features_dir.path().join("default.toml"), FEATURES_ON).unwrap();
+    let key_budget = [(
+        "CHATGATE_AUTH__KEYS__BENCH__TOKENS_PER_DAY",
+        "1000000000000",
+    )];
+    let (app_features, router_features) =
+        build_app_in(&rt, features_dir.path().to_owned(), &key_budget);
     let peer: SocketAddr = ([127, 0, 0, 1], 40000).into();
-    let request = |body: &'static str| {
+    let request = |body: Body| {
         Request::post("/api/v1/chat/completions")
             .header("authorization", format!("Bearer {KEY}"))
             .header("content-type", "application/json")
             .extension(ConnectInfo(peer))
-            .body(Body::from(body))
+            .body(body)
             .unwrap()
     };
     let call = |router: &Router, req: Request<Body>| {
@@ -412,21 +482,41 @@ fn full_stack(c: &mut Criterion) {
     };
     let stream_body: &'static str = CHAT_BODY.replace("}]", "}],\"stream\":true").leak();
     let mut g = c.benchmark_group("full_stack");
+    let body = |text: &'static str| Body::from(text);
     g.bench_function("chat_completions_mock", |b| {
-        b.iter(|| call(&router, request(CHAT_BODY)))
+        b.iter(|| call(&router, request(body(CHAT_BODY))))
     });
     g.bench_function("chat_completions_mock_stream", |b| {
-        b.iter(|| call(&router, request(stream_body)))
+        b.iter(|| call(&router, request(body(stream_body))))
     });
     g.bench_function("chat_completions_mock_no_logs", |b| {
         let quiet = tracing::subscriber::NoSubscriber::default();
-        tracing::subscriber::with_default(quiet, || b.iter(|| call(&router, request(CHAT_BODY))))
+        tracing::subscriber::with_default(quiet, || {
+            b.iter(|| call(&router, request(body(CHAT_BODY))))
+        })
     });
     g.bench_function("chat_completions_mock_auth_off", |b| {
-        b.iter(|| call(&router_no_auth, request(CHAT_BODY)))
+        b.iter(|| call(&router_no_auth, request(body(CHAT_BODY))))
+    });
+    // Features on (target 4), logs as in `chat_completions_mock`. A miss:
+    // each request asks something new (a number in the question, the same
+    // length), so the cache is looked up, misses and stores the answer.
+    let mut n: u64 = 0;
+    g.bench_function("features_on_miss", |b| {
+        b.iter(|| {
+            n += 1;
+            let text = CHAT_BODY.replace("in May", &format!("in {:03}", n % 1000));
+            let text = text.replace("Lisbon", &format!("L{:05}", n / 1000 % 100_000));
+            call(&router_features, request(Body::from(text)))
+        })
+    });
+    // A hit: the same request, answered from the cache from the second on.
+    call(&router_features, request(body(CHAT_BODY)));
+    g.bench_function("features_on_hit", |b| {
+        b.iter(|| call(&router_features, request(body(CHAT_BODY))))
     });
     g.finish();
-    drop((app, app_no_auth));
+    drop((app, app_no_auth, app_features));
 }
 
 /// Cost control's per-request work: the cache key and a hit, and the budget

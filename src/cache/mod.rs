@@ -10,6 +10,7 @@ mod redis;
 pub use memory::MemoryCache;
 pub use redis::RedisCache;
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,11 +88,25 @@ pub fn key(key_id: Option<&str>, model: &str, variant: &str, req: &ProviderReque
     // The debug form spells out every field of the messages' blocks and the
     // params (its maps are ordered); it is stable within one build, and a
     // replica of another build merely misses (the version is part of the key).
-    let identity = format!(
+    // It is written straight into the hash, never built as a String.
+    let mut identity = Hashing(Sha256::new());
+    // Writing into a hash cannot fail.
+    let _ = write!(
+        identity,
         "{}|{key_id:?}|{model:?}|{variant:?}|{messages:?}|{max_tokens:?}|{temperature:?}|{top_p:?}|{stop:?}|{params:?}",
         env!("CARGO_PKG_VERSION"),
     );
-    Sha256::digest(identity.as_bytes()).into()
+    identity.0.finalize().into()
+}
+
+/// Formatted text fed to a SHA-256 as it is written.
+struct Hashing(Sha256);
+
+impl std::fmt::Write for Hashing {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
 }
 
 pub struct Cache {
@@ -242,6 +257,32 @@ mod tests {
         ] {
             assert_ne!(base, other);
         }
+    }
+
+    #[test]
+    fn the_key_hashes_the_same_identity_text_as_before_it_was_streamed() {
+        let r = ProviderRequest {
+            temperature: Some(0.25),
+            stop: vec!["x".to_owned()].into(),
+            ..req("hi")
+        };
+        let ProviderRequest {
+            messages,
+            max_tokens,
+            temperature,
+            top_p,
+            stop,
+            params,
+            ..
+        } = &r;
+        let (key_id, model, variant) = (Some("a"), "support", "stable");
+        // The String the key was once built from: keys stay the same across the change.
+        let identity = format!(
+            "{}|{key_id:?}|{model:?}|{variant:?}|{messages:?}|{max_tokens:?}|{temperature:?}|{top_p:?}|{stop:?}|{params:?}",
+            env!("CARGO_PKG_VERSION"),
+        );
+        let expected: CacheKey = Sha256::digest(identity.as_bytes()).into();
+        assert_eq!(key(key_id, model, variant, &r), expected);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 
-use crate::chat::{ChatRequest, Role, StreamEvent};
+use crate::chat::{ChatRequest, Message, Role, StreamEvent};
 use crate::config::Config;
 use crate::config::guard::{Action, GuardRule, LEAK_RULE, RuleSets, SideRules, SystemMessages};
 use crate::error::ApiError;
@@ -46,6 +46,18 @@ impl Blocked {
 }
 
 pub use crate::context::Flags;
+
+/// A message's text as the rules read it (its text blocks joined, as
+/// [`Message::text`]), borrowed when it is one block: the common case
+/// allocates nothing.
+fn text_of(m: &Message) -> Cow<'_, str> {
+    let mut texts = m.texts();
+    match (texts.next(), texts.next()) {
+        (None, _) => Cow::Borrowed(""),
+        (Some(only), None) => Cow::Borrowed(only),
+        (Some(_), Some(_)) => Cow::Owned(m.text()),
+    }
+}
 
 /// One configured rule, as the run time needs it.
 struct Rule {
@@ -155,7 +167,7 @@ impl Guard {
         let mut hits = Vec::new();
         let mut any = false;
         for m in req.messages.iter().filter(|m| m.role == Role::User) {
-            any |= rules::matched(side, &m.text(), &mut hits);
+            any |= rules::matched(side, &text_of(m), &mut hits);
         }
         if any {
             let fresh: Vec<usize> = (0..hits.len()).filter(|&i| hits[i]).collect();

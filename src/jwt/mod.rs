@@ -4,13 +4,16 @@
 //! category only. JWKS from a URL are refreshed in the background, early on
 //! an unknown `kid` (rate-limited, one fetch however many requests wait),
 //! and the last good keys stay when the IdP cannot be reached.
+//!
+//! A verified token is remembered (by its SHA-256) until its `exp`, so the
+//! same browser token on every request is verified once, not each time.
 
 pub mod jwks;
 
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, PoisonError, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
@@ -19,6 +22,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::config::{JwksSource, JwtConfig, Problem};
@@ -27,6 +31,10 @@ use jwks::KeySet;
 /// At most one early refresh (on an unknown `kid`) per IdP this often, so a
 /// flood of random `kid`s cannot hammer the IdP.
 pub const EARLY_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Most verified tokens remembered at once (a few hundred bytes each); past
+/// it the least used are dropped and verified again when they come back.
+pub const VERIFIED_CACHE_ENTRIES: u64 = 10_000;
 
 /// Why a token was refused: a category for the log, never the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,15 +147,61 @@ fn head(token: &str) -> Result<Head, Reject> {
     }
 }
 
-/// The configured IdPs.
+/// A token an IdP vouched for, remembered until its `exp`.
+struct Remembered {
+    verified: Verified,
+    /// Index of the IdP in [`Verifier::idps`].
+    idp: usize,
+    /// That IdP's key-set generation when it verified: a JWKS refresh moves
+    /// the generation on, and the entry no longer counts.
+    generation: u64,
+    /// The token's `exp`, in seconds since the epoch.
+    exp: u64,
+}
+
+/// Entries live no longer than the token's `exp`: a token is never served
+/// from memory past it (the lookup checks `exp` too; this frees the entry).
+struct UntilExp;
+
+impl moka::Expiry<[u8; 32], Arc<Remembered>> for UntilExp {
+    fn expire_after_create(
+        &self,
+        _: &[u8; 32],
+        value: &Arc<Remembered>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_secs(value.exp.saturating_sub(unix_now())))
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The configured IdPs, and the tokens they verified lately. The cache lives
+/// and dies with the verifier: `auth.jwt` changes need a restart, which
+/// builds a new verifier, so no entry outlives the settings that made it.
 pub struct Verifier {
     idps: Vec<Arc<Idp>>,
+    verified: moka::sync::Cache<[u8; 32], Arc<Remembered>>,
 }
 
 impl Verifier {
     /// No IdP: every JWT-shaped value is just an unknown key.
     pub fn empty() -> Self {
-        Self { idps: Vec::new() }
+        Self::of(Vec::new())
+    }
+
+    fn of(idps: Vec<Arc<Idp>>) -> Self {
+        Self {
+            idps,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CACHE_ENTRIES)
+                .expire_after(UntilExp)
+                .build(),
+        }
     }
 
     /// Builds every IdP; a `jwks_url` is fetched now (through `client`), and a
@@ -165,7 +219,7 @@ impl Verifier {
             }
         }
         if problems.is_empty() {
-            Ok(Self { idps })
+            Ok(Self::of(idps))
         } else {
             Err(problems)
         }
@@ -182,9 +236,46 @@ impl Verifier {
             .filter_map(|i| Some((&*i.name, i.requests_per_minute?)))
     }
 
-    /// Verifies `token` with the IdP whose issuer matches its `iss` (read
-    /// unverified, only to route), else with each in turn.
+    /// Verifies `token`, from memory when it was verified before, is not
+    /// past its `exp`, and its IdP's keys have not changed since. Only
+    /// tokens that verified are remembered; a refused one is judged anew.
     pub async fn verify(&self, token: &str) -> Result<Verified, Rejection> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(known) = self.verified.get(&digest) {
+            let current = self
+                .idps
+                .get(known.idp)
+                .is_some_and(|idp| idp.keys().generation == known.generation);
+            if current && unix_now() < known.exp {
+                return Ok(known.verified.clone());
+            }
+            self.verified.invalidate(&digest);
+        }
+        let (verified, idp, vouched) = self.check(token).await?;
+        // Up to `exp` only, never its leeway: a token inside the leeway is
+        // verified each time, so the cache never widens what verify accepts.
+        if unix_now() < vouched.exp {
+            let remembered = Remembered {
+                verified: verified.clone(),
+                idp,
+                generation: vouched.generation,
+                exp: vouched.exp,
+            };
+            self.verified.insert(digest, Arc::new(remembered));
+        }
+        Ok(verified)
+    }
+
+    /// Verifies `token` without the cache (what a first sight costs: the
+    /// benchmarks measure it).
+    pub async fn verify_uncached(&self, token: &str) -> Result<Verified, Rejection> {
+        self.check(token).await.map(|(verified, _, _)| verified)
+    }
+
+    /// Verifies `token` with the IdP whose issuer matches its `iss` (read
+    /// unverified, only to route), else with each in turn; with the index of
+    /// the IdP that vouched.
+    async fn check(&self, token: &str) -> Result<(Verified, usize, Vouched), Rejection> {
         let reject = |reason| Rejection { idp: None, reason };
         let head = head(token).map_err(reject)?;
         #[derive(Deserialize)]
@@ -195,23 +286,25 @@ impl Verifier {
         let iss = jsonwebtoken::dangerous::insecure_decode_claims::<Iss>(token)
             .map_err(|_| reject(Reject::Malformed))?
             .iss;
-        let routed: Vec<&Arc<Idp>> = match iss.as_ref().and_then(Value::as_str) {
-            Some(iss) => self.idps.iter().filter(|i| i.issuer == iss).collect(),
+        let indexed = self.idps.iter().enumerate();
+        let routed: Vec<(usize, &Arc<Idp>)> = match iss.as_ref().and_then(Value::as_str) {
+            Some(iss) => indexed.filter(|(_, i)| i.issuer == iss).collect(),
             None => Vec::new(),
         };
         let candidates = if routed.is_empty() {
-            self.idps.iter().collect()
+            self.idps.iter().enumerate().collect()
         } else {
             routed
         };
         let mut first = None;
-        for idp in candidates {
+        for (index, idp) in candidates {
             match idp.verify(token, &head).await {
-                Ok(subject) => {
-                    return Ok(Verified {
+                Ok(vouched) => {
+                    let verified = Verified {
                         idp: idp.name.clone(),
-                        subject,
-                    });
+                        subject: vouched.subject.clone(),
+                    };
+                    return Ok((verified, index, vouched));
                 }
                 Err(reason) => {
                     first.get_or_insert(Rejection {
@@ -240,6 +333,23 @@ struct Early {
     running: Option<Shared<BoxFuture<'static, ()>>>,
 }
 
+/// What an IdP says of a token it verified.
+struct Vouched {
+    subject: String,
+    /// `exp` in seconds since the epoch (0 when it is not a whole number of
+    /// seconds: then the token is not remembered).
+    exp: u64,
+    /// The generation of the key set that verified it.
+    generation: u64,
+}
+
+/// An IdP's current keys, and how many times they were replaced.
+#[derive(Clone)]
+struct Keys {
+    set: Arc<KeySet>,
+    generation: u64,
+}
+
 /// One `[auth.jwt.<name>]`.
 struct Idp {
     name: Arc<str>,
@@ -249,7 +359,7 @@ struct Idp {
     validations: Vec<(Algorithm, Validation)>,
     subject_claim: String,
     hs_key: Option<DecodingKey>,
-    keys: RwLock<Arc<KeySet>>,
+    keys: RwLock<Keys>,
     remote: Option<Remote>,
     requests_per_minute: Option<NonZeroU32>,
 }
@@ -310,7 +420,10 @@ impl Idp {
             validations,
             subject_claim: config.subject_claim.clone(),
             hs_key,
-            keys: RwLock::new(keys),
+            keys: RwLock::new(Keys {
+                set: keys,
+                generation: 0,
+            }),
             remote,
             requests_per_minute: config.requests_per_minute,
         });
@@ -320,15 +433,15 @@ impl Idp {
         Ok(idp)
     }
 
-    fn keys(&self) -> Arc<KeySet> {
+    fn keys(&self) -> Keys {
         self.keys
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    /// The subject of `token` if this IdP vouches for it.
-    async fn verify(self: &Arc<Self>, token: &str, head: &Head) -> Result<String, Reject> {
+    /// The subject (and `exp`) of `token` if this IdP vouches for it.
+    async fn verify(self: &Arc<Self>, token: &str, head: &Head) -> Result<Vouched, Reject> {
         let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == head.alg) else {
             return Err(Reject::AlgorithmNotAllowed);
         };
@@ -338,23 +451,25 @@ impl Idp {
         ) {
             // The check allows HS* only with a secret.
             let key = self.hs_key.as_ref().ok_or(Reject::AlgorithmNotAllowed)?;
-            return self.decode(token, key, validation);
+            // The secret comes from the config, never from a refresh.
+            let generation = self.keys().generation;
+            return self.decode(token, key, validation, generation);
         }
         let mut keys = self.keys();
         if let Some(kid) = head.kid.as_deref()
-            && !keys.has_kid(kid)
+            && !keys.set.has_kid(kid)
         {
             self.refresh_early().await;
             keys = self.keys();
-            if !keys.has_kid(kid) {
+            if !keys.set.has_kid(kid) {
                 return Err(Reject::UnknownKid);
             }
         }
         // Without a `kid`, every key that fits the algorithm is tried; a
         // signature that fails on one may verify on the next.
         let mut outcome = Err(Reject::BadSignature);
-        for key in keys.candidates(head.kid.as_deref(), head.alg) {
-            match self.decode(token, &key.decoding, validation) {
+        for key in keys.set.candidates(head.kid.as_deref(), head.alg) {
+            match self.decode(token, &key.decoding, validation, keys.generation) {
                 Err(Reject::BadSignature) => continue,
                 other => {
                     outcome = other;
@@ -370,11 +485,17 @@ impl Idp {
         token: &str,
         key: &DecodingKey,
         validation: &Validation,
-    ) -> Result<String, Reject> {
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
+        generation: u64,
+    ) -> Result<Vouched, Reject> {
+        let mut data = jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
             .map_err(|e| Reject::from_error(&e))?;
-        match data.claims.get(&self.subject_claim) {
-            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        let exp = data.claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        match data.claims.remove(&self.subject_claim) {
+            Some(Value::String(subject)) if !subject.is_empty() => Ok(Vouched {
+                subject,
+                exp,
+                generation,
+            }),
             _ => Err(Reject::MissingSubject),
         }
     }
@@ -415,13 +536,19 @@ impl Idp {
         match jwks::fetch(&remote.client, &remote.url).await {
             Ok(keys) => {
                 tracing::debug!(idp = %self.name, keys = keys.len(), why, "JWKS refreshed");
-                *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+                let mut current = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+                // A new generation, even for the same keys: a token
+                // remembered under the old set is verified again, once.
+                *current = Keys {
+                    set: Arc::new(keys),
+                    generation: current.generation.wrapping_add(1),
+                };
             }
             Err(error) => tracing::warn!(
                 idp = %self.name,
                 error = %error,
                 why,
-                keys_kept = self.keys().len(),
+                keys_kept = self.keys().set.len(),
                 "JWKS refresh failed; keeping the last good keys"
             ),
         }

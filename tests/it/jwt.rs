@@ -663,3 +663,56 @@ async fn a_tokens_hmac_secret_comes_only_from_hs_secret_env() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_cached_token_of_a_rotated_away_key_is_refused_after_the_rotation() {
+    let a = Signer::es256("key-a");
+    let b = Signer::es256("key-b");
+    let idp = JwksServer::start(jwks(&[&a])).await;
+    let app = spawn_app(&idp_toml(&idp.line(), "")).await;
+    // The same token twice: the second is answered from the verified cache.
+    let token = a.sign(&claims("u"));
+    assert_eq!(chat_as(&app, &token).await.status(), 200);
+    assert_eq!(chat_as(&app, &token).await.status(), 200);
+
+    // The IdP rotates `key-a` out; a token of the new key makes chatgate
+    // fetch the new set.
+    idp.serve(jwks(&[&b]));
+    assert_eq!(chat_as(&app, &b.sign(&claims("v"))).await.status(), 200);
+    assert_eq!(idp.hits(), 2, "the rotation was fetched");
+    // The very same bytes as before, cached as good: refused now.
+    assert_unauthorized(chat_as(&app, &token).await, "cached, key rotated out").await;
+}
+
+#[tokio::test]
+async fn an_expired_cached_token_is_refused() {
+    let ec = Signer::es256("ec-1");
+    let (_dir, source) = jwks_file(&[&ec]);
+    let app = spawn_app(&idp_toml(&source, "leeway = \"0s\"")).await;
+    let mut short = claims("u");
+    let exp = now() + 2;
+    short["exp"] = json!(exp);
+    let token = ec.sign(&short);
+    assert_eq!(chat_as(&app, &token).await.status(), 200, "fresh");
+    assert_eq!(chat_as(&app, &token).await.status(), 200, "cached");
+    // Waiting on the wall clock is the point here: `exp` is in seconds.
+    while now() <= exp {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_unauthorized(chat_as(&app, &token).await, "cached, now expired").await;
+}
+
+#[tokio::test]
+async fn a_refused_token_is_not_remembered_and_a_good_one_still_passes_after_it() {
+    let ec = Signer::es256("ec-1");
+    let (_dir, source) = jwks_file(&[&ec]);
+    let app = spawn_app(&idp_toml(&source, "")).await;
+    let mut wrong = claims("u");
+    wrong["aud"] = json!("someone-else");
+    let refused = ec.sign(&wrong);
+    for _ in 0..2 {
+        assert_unauthorized(chat_as(&app, &refused).await, "wrong audience").await;
+    }
+    assert_eq!(chat_as(&app, &ec.sign(&claims("u"))).await.status(), 200);
+    assert_unauthorized(chat_as(&app, &refused).await, "still refused").await;
+}
