@@ -5,6 +5,7 @@
 
 mod anthropic;
 mod http;
+mod known;
 mod mock;
 pub mod openai;
 pub mod sse;
