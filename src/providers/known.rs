@@ -91,6 +91,7 @@ macro_rules! deserialize_known {
 pub(crate) use deserialize_known;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
