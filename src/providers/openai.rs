@@ -26,7 +26,7 @@ pub struct OpenAi {
 }
 
 impl OpenAi {
-    pub fn new(config: &HttpApi, client: reqwest::Client) -> Self {
+    pub fn new(config: &HttpApi, client: super::Client) -> Self {
         let bearer = |key: &str| (AUTHORIZATION, format!("Bearer {key}"));
         Self {
             endpoint: Endpoint::new(client, config, "chat/completions", bearer, HeaderMap::new()),
