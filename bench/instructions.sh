@@ -54,25 +54,26 @@ send() { # n body
   }
 }
 
-DUMPS=0
-# Dumps the counters since the last dump (or zeroing) and prints their total.
-dump() { # label
-  callgrind_control --dump="$1" "$CG_PID" >/dev/null
-  DUMPS=$((DUMPS + 1))
-  # Each dump is its own file (…out.1, …out.2); its `totals:` line is the Ir count.
-  awk '/^(totals|summary):/ {print $2; exit}' "$CG_OUT.$DUMPS"
+# Dumps the counters since the last dump (or zeroing) into file $CG_OUT.<n>
+# (callgrind numbers its dumps 1, 2, …) and prints its total.
+dump() { # label n
+  callgrind_control --dump="$1" "$CG_PID" >/dev/null 2>&1
+  awk '/^(totals|summary):/ {print $2; exit}' "$CG_OUT.$2"
 }
 
 printf '%-8s %12s %12s %14s\n' kind "I(N)/N" "I(2N)/2N" "per request" >"$WORK/table.txt"
+DUMPS=0
 for kind in json stream; do
   body=$BODY
   [[ $kind == stream ]] && body=$STREAM_BODY
   send 50 "$body" # warm-up: connections, pools, caches, lazy statics
-  callgrind_control --zero "$CG_PID" >/dev/null
+  callgrind_control --zero "$CG_PID" >/dev/null 2>&1
   send "$N" "$body"
-  one=$(dump "$kind-N")
+  DUMPS=$((DUMPS + 1))
+  one=$(dump "$kind-N" "$DUMPS")
   send $((2 * N)) "$body"
-  two=$(dump "$kind-2N")
+  DUMPS=$((DUMPS + 1))
+  two=$(dump "$kind-2N" "$DUMPS")
   awk -v k="$kind" -v n="$N" -v a="$one" -v b="$two" \
     'BEGIN {printf "%-8s %12.0f %12.0f %14.0f\n", k, a / n, b / (2 * n), (b - a) / n}' >>"$WORK/table.txt"
 done
