@@ -196,7 +196,7 @@ impl App {
             opts,
             extra,
             metrics.clone(),
-            client,
+            providers::Client::new(),
             limiter,
             stores,
         );

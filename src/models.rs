@@ -137,7 +137,7 @@ impl Catalog {
     /// client's connection pool) carries over.
     pub fn build(
         config: &Config,
-        client: &reqwest::Client,
+        client: &providers::Client,
         metrics: &Metrics,
         previous: Option<&Catalog>,
     ) -> Self {

@@ -28,7 +28,7 @@ pub struct Anthropic {
 }
 
 impl Anthropic {
-    pub fn new(config: &HttpApi, client: reqwest::Client) -> Self {
+    pub fn new(config: &HttpApi, client: super::Client) -> Self {
         let x_api_key = |key: &str| (crate::headers::API_KEY, key.to_owned());
         let mut fixed = HeaderMap::new();
         fixed.insert(

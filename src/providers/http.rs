@@ -1,9 +1,22 @@
-//! HTTP plumbing shared by the OpenAI and Anthropic providers: send a JSON
-//! request, map transport failures and statuses to `ProviderError`, read
-//! bodies with a size cap, and never keep an upstream's raw error body.
+//! HTTP plumbing shared by the OpenAI and Anthropic providers: the pooled
+//! upstream client, send a JSON request, map transport failures and statuses
+//! to `ProviderError`, read bodies with a size cap, and never keep an
+//! upstream's raw error body.
+//!
+//! The client is hyper-util's pooled client over hyper-rustls, not reqwest:
+//! reqwest re-parses every response's URL (its always-on redirect layer) and
+//! stacks layers chatgate does not use; an upstream here never redirects.
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Response, StatusCode};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Incoming};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{self, connect::HttpConnector};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -15,6 +28,43 @@ use crate::resilience::backoff::parse_retry_after;
 /// Most of an error body we look at for its error code.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// An upstream's answer, its body still to read.
+pub type Response = http::Response<Incoming>;
+
+/// The shared, pooled client every HTTP provider uses (rustls, no OpenSSL):
+/// a connect timeout of 5 s, idle connections kept 90 s (256 per host),
+/// `TCP_NODELAY`, HTTP/2 where TLS negotiates it, and no redirects followed
+/// (following one could carry the key elsewhere). Cheap to clone: one pool.
+#[derive(Clone)]
+pub struct Client(legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>);
+
+impl Client {
+    pub fn new() -> Self {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        http.set_nodelay(true);
+        http.enforce_http(false); // https URLs go through the TLS wrapper
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .pool_timer(TokioTimer::new())
+            .build(https);
+        Self(client)
+    }
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A header value for a secret: marked sensitive so hyper/h2 never index or log it.
 fn secret_header(value: &str) -> Option<HeaderValue> {
     let mut v = HeaderValue::from_str(value).ok()?;
@@ -22,19 +72,20 @@ fn secret_header(value: &str) -> Option<HeaderValue> {
     Some(v)
 }
 
-/// One provider endpoint: the shared client, the URL (parsed once) and the
+/// One provider endpoint: the shared client, the URI (parsed once) and the
 /// headers every request carries, the key among them (built once, marked
 /// sensitive). The HTTP providers differ only in their bodies and readers.
 pub struct Endpoint {
-    client: reqwest::Client,
-    url: reqwest::Url,
+    client: Client,
+    /// `None` for a base URL that is not a valid request URI (every request fails).
+    uri: Option<Uri>,
     headers: HeaderMap,
 }
 
 impl Endpoint {
     /// `auth` turns the provider's key into its header; `fixed` adds headers of the API.
     pub fn new(
-        client: reqwest::Client,
+        client: Client,
         config: &HttpApi,
         path: &str,
         auth: impl FnOnce(&str) -> (HeaderName, String),
@@ -47,9 +98,16 @@ impl Endpoint {
                 headers.insert(name, value);
             }
         }
+        // What reqwest sent for us before.
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("chatgate/", env!("CARGO_PKG_VERSION"))),
+        );
+        headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         Self {
             client,
-            url: config.base_url.join(path),
+            uri: Uri::try_from(config.base_url.join(path).as_str()).ok(),
             headers,
         }
     }
@@ -60,27 +118,29 @@ impl Endpoint {
         request_id: &str,
         body: &impl serde::Serialize,
     ) -> Result<Response, ProviderError> {
-        let url = self.url.clone();
-        let mut headers = self.headers.clone();
+        let uri = self
+            .uri
+            .clone()
+            .ok_or_else(|| ProviderError::Connect("the upstream URL is not usable".into()))?;
+        let body = serde_json::to_vec(body)
+            .map_err(|_| ProviderError::Connect("could not encode the request".into()))?;
+        let mut request = Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        *headers = self.headers.clone();
         if let Ok(id) = HeaderValue::from_str(request_id) {
             headers.insert(crate::headers::REQUEST_ID, id);
         }
-        crate::otel::inject(&mut headers);
-        let response = self
-            .client
-            .post(url)
-            .headers(headers)
-            .json(body)
-            .send()
-            .await
-            .map_err(transport)?;
+        crate::otel::inject(headers);
+        let response = self.client.0.request(request).await.map_err(transport)?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
         let retry_after = response
             .headers()
-            .get(reqwest::header::RETRY_AFTER)
+            .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let detail = read_limited(response, MAX_ERROR_BODY)
@@ -122,14 +182,18 @@ pub fn json_error(what: &str, error: &serde_json::Error, len: usize) -> Provider
 
 /// Reads a body of at most `limit` bytes. Past it the response is dropped at
 /// once, which closes the connection (hyper never pools a half-read body).
-async fn read_limited(mut response: Response, limit: usize) -> Result<Vec<u8>, ProviderError> {
+async fn read_limited(response: Response, limit: usize) -> Result<Vec<u8>, ProviderError> {
     let too_large = || ProviderError::Decode(format!("body larger than {limit} bytes"));
-    let declared = response.content_length().unwrap_or(0);
+    let mut body = response.into_body();
+    let declared = body.size_hint().exact().unwrap_or(0);
     if usize::try_from(declared).map_or(true, |n| n > limit) {
         return Err(too_large());
     }
     let mut out = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+    while let Some(frame) = body.frame().await {
+        let Ok(chunk) = frame.map_err(body_broke)?.into_data() else {
+            continue; // trailers
+        };
         if out.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -138,25 +202,28 @@ async fn read_limited(mut response: Response, limit: usize) -> Result<Vec<u8>, P
     Ok(out)
 }
 
-/// Maps a reqwest error (which may carry the URL, never a key) to ours.
-pub fn transport(err: reqwest::Error) -> ProviderError {
-    if err.is_timeout() {
-        ProviderError::Timeout
-    } else if err.is_decode() {
-        // reqwest reports a body cut off mid-way as `decode` (no decompression
-        // is enabled, so nothing else is): a broken connection, retried.
-        ProviderError::Connect("connection broke while reading the body".into())
-    } else if err.is_connect() {
-        ProviderError::Connect("could not connect".into())
-    } else if err.status() == Some(StatusCode::TOO_MANY_REQUESTS) {
-        ProviderError::Status {
-            status: 429,
-            retry_after: None,
-            detail: None,
+/// Maps a failure to get an answer (which may carry the URL, never a key) to ours.
+fn transport(err: legacy::Error) -> ProviderError {
+    // The connect timeout is an `io::Error` of kind `TimedOut` in the chain.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return ProviderError::Timeout;
         }
+        source = e.source();
+    }
+    if err.is_connect() {
+        ProviderError::Connect("could not connect".into())
     } else {
         ProviderError::Connect("connection broke".into())
     }
+}
+
+/// A body cut off mid-way: a broken connection, retried.
+pub fn body_broke(_: hyper::Error) -> ProviderError {
+    ProviderError::Connect("connection broke while reading the body".into())
 }
 
 /// The upstream's machine-readable error code (`error.code` or `error.type`),

@@ -5,6 +5,8 @@
 
 mod anthropic;
 mod http;
+mod known;
+pub use http::Client;
 mod mock;
 pub mod openai;
 pub mod sse;
@@ -224,7 +226,7 @@ impl crate::otel::ErrorType for ProviderError {
 }
 
 /// Builds the provider a config entry describes, on the shared HTTP client.
-pub fn build(config: &ProviderConfig, client: reqwest::Client) -> Arc<dyn Provider> {
+pub fn build(config: &ProviderConfig, client: Client) -> Arc<dyn Provider> {
     match &config.upstream {
         Upstream::Mock => Arc::new(mock::Mock),
         Upstream::Openai(api) => Arc::new(openai::OpenAi::new(api, client)),
@@ -232,14 +234,15 @@ pub fn build(config: &ProviderConfig, client: reqwest::Client) -> Arc<dyn Provid
     }
 }
 
-/// The shared, pooled HTTP client every provider uses (rustls, no OpenSSL).
+/// The HTTP client for calls that are not upstream chat requests (JWKS
+/// fetches): reqwest, rustls, no OpenSSL.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
         .tcp_nodelay(true)
-        // LLM APIs never redirect; following one could carry the key elsewhere.
+        // Following a redirect could carry a credential elsewhere.
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("chatgate/", env!("CARGO_PKG_VERSION")))
         .build()

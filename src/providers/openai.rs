@@ -6,9 +6,11 @@ use std::collections::VecDeque;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use reqwest::header::{AUTHORIZATION, HeaderMap};
+use serde::de::{self, MapAccess};
 use serde::{Deserialize, Serialize};
 
 use super::http::{Endpoint, json_body, json_error};
+use super::known::{Known, deserialize_known};
 use super::sse::{Translate, events};
 use serde_json::{Map, Value};
 
@@ -24,7 +26,7 @@ pub struct OpenAi {
 }
 
 impl OpenAi {
-    pub fn new(config: &HttpApi, client: reqwest::Client) -> Self {
+    pub fn new(config: &HttpApi, client: super::Client) -> Self {
         let bearer = |key: &str| (AUTHORIZATION, format!("Bearer {key}"));
         Self {
             endpoint: Endpoint::new(client, config, "chat/completions", bearer, HeaderMap::new()),
@@ -287,45 +289,95 @@ impl<'a> Body<'a> {
 
 /// A whole upstream answer (public for `benches/hot_path.rs`). Fields this
 /// gateway does not read are kept, to be passed through to the OpenAI route.
-#[derive(Deserialize)]
+#[derive(Default)]
 pub struct Response {
     choices: Vec<Choice>,
-    #[serde(default)]
+    /// `choices` was there (it is required).
+    has_choices: bool,
     usage: Option<WireUsage>,
-    /// Ours on the way out (the client sees chatgate's id, model and time).
-    #[serde(default, rename = "id")]
-    _id: serde::de::IgnoredAny,
-    #[serde(default, rename = "object")]
-    _object: serde::de::IgnoredAny,
-    #[serde(default, rename = "created")]
-    _created: serde::de::IgnoredAny,
-    #[serde(default, rename = "model")]
-    _model: serde::de::IgnoredAny,
-    #[serde(flatten)]
     extra: Map<String, Value>,
 }
 
-#[derive(Deserialize)]
+impl Known for Response {
+    const WHAT: &'static str = "a chat.completion object";
+    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        match key {
+            "choices" => {
+                self.choices = map.next_value()?;
+                self.has_choices = true;
+            }
+            "usage" => self.usage = map.next_value()?,
+            // Ours on the way out (the client sees chatgate's id, model and time).
+            "id" | "object" | "created" | "model" => skip(map)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+    fn rest(&mut self) -> &mut Map<String, Value> {
+        &mut self.extra
+    }
+    fn done<E: de::Error>(self) -> Result<Self, E> {
+        // `choices` is required; an answer without it is unusable, as before.
+        if self.has_choices {
+            Ok(self)
+        } else {
+            Err(E::missing_field("choices"))
+        }
+    }
+}
+
+#[derive(Default)]
 struct Choice {
-    message: ResponseMessage,
-    #[serde(default)]
+    /// `None` only until read: the field is required.
+    message: Option<ResponseMessage>,
     finish_reason: Option<String>,
-    #[serde(default, rename = "index")]
-    _index: serde::de::IgnoredAny,
-    #[serde(flatten)]
     extra: Map<String, Value>,
 }
 
-#[derive(Deserialize)]
+impl Known for Choice {
+    const WHAT: &'static str = "a choice";
+    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        match key {
+            "message" => self.message = Some(map.next_value()?),
+            "finish_reason" => self.finish_reason = map.next_value()?,
+            "index" => skip(map)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+    fn rest(&mut self) -> &mut Map<String, Value> {
+        &mut self.extra
+    }
+    fn done<E: de::Error>(self) -> Result<Self, E> {
+        if self.message.is_some() {
+            Ok(self)
+        } else {
+            Err(E::missing_field("message"))
+        }
+    }
+}
+
+#[derive(Default)]
 struct ResponseMessage {
-    #[serde(default)]
     content: Option<String>,
-    #[serde(default)]
     tool_calls: Option<Vec<ResponseCall>>,
-    #[serde(default, rename = "role")]
-    _role: serde::de::IgnoredAny,
-    #[serde(flatten)]
     extra: Map<String, Value>,
+}
+
+impl Known for ResponseMessage {
+    const WHAT: &'static str = "a message";
+    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        match key {
+            "content" => self.content = map.next_value()?,
+            "tool_calls" => self.tool_calls = map.next_value()?,
+            "role" => skip(map)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+    fn rest(&mut self) -> &mut Map<String, Value> {
+        &mut self.extra
+    }
 }
 
 #[derive(Deserialize)]
@@ -344,17 +396,33 @@ struct ResponseFunction {
     arguments: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Default)]
 struct WireUsage {
-    #[serde(default)]
     prompt_tokens: u32,
-    #[serde(default)]
     completion_tokens: u32,
-    #[serde(default, rename = "total_tokens")]
-    _total_tokens: serde::de::IgnoredAny,
     /// `prompt_tokens_details`, `completion_tokens_details`, …
-    #[serde(flatten)]
     extra: Map<String, Value>,
+}
+
+impl Known for WireUsage {
+    const WHAT: &'static str = "a usage object";
+    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        match key {
+            "prompt_tokens" => self.prompt_tokens = map.next_value()?,
+            "completion_tokens" => self.completion_tokens = map.next_value()?,
+            "total_tokens" => skip(map)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+    fn rest(&mut self) -> &mut Map<String, Value> {
+        &mut self.extra
+    }
+}
+
+/// Reads a field's value without keeping it.
+fn skip<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
+    map.next_value::<de::IgnoredAny>().map(drop)
 }
 
 impl From<&WireUsage> for Usage {
@@ -373,7 +441,7 @@ impl Response {
             .into_iter()
             .next()
             .ok_or_else(|| ProviderError::Decode("no choices".into()))?;
-        let message = choice.message;
+        let message = choice.message.unwrap_or_default();
         let calls = message
             .tool_calls
             .unwrap_or_default()
@@ -406,32 +474,65 @@ impl Response {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Default)]
 struct Chunk {
-    #[serde(default)]
     choices: Vec<ChunkChoice>,
-    #[serde(default)]
     usage: Option<WireUsage>,
-    #[serde(default)]
     error: Option<serde_json::Value>,
-    /// Every other field (`id`, `model`, … are ours on the way out; the rest passes on).
-    #[serde(flatten)]
-    extra: serde_json::Map<String, serde_json::Value>,
+    /// Every other field but `id`, `object`, `created` and `model` (ours on
+    /// the way out): passed on.
+    extra: Map<String, Value>,
 }
 
-/// Chunk fields chatgate sets itself on the way out (never passed on).
-const OWN_CHUNK_FIELDS: [&str; 4] = ["id", "object", "created", "model"];
+impl Known for Chunk {
+    const WHAT: &'static str = "a chat.completion.chunk object";
+    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        match key {
+            "choices" => self.choices = map.next_value()?,
+            "usage" => self.usage = map.next_value()?,
+            "error" => self.error = map.next_value()?,
+            "id" | "object" | "created" | "model" => skip(map)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+    fn rest(&mut self) -> &mut Map<String, Value> {
+        &mut self.extra
+    }
+}
 
-#[derive(Deserialize)]
+#[derive(Default)]
 struct ChunkChoice {
-    #[serde(default)]
     delta: Option<Delta>,
-    #[serde(default)]
     finish_reason: Option<String>,
     /// `logprobs` and any other field of the choice; `index` is ours.
-    #[serde(flatten)]
-    extra: serde_json::Map<String, serde_json::Value>,
+    extra: Map<String, Value>,
 }
+
+impl Known for ChunkChoice {
+    const WHAT: &'static str = "a chunk choice";
+    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        match key {
+            "delta" => self.delta = map.next_value()?,
+            "finish_reason" => self.finish_reason = map.next_value()?,
+            "index" => skip(map)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+    fn rest(&mut self) -> &mut Map<String, Value> {
+        &mut self.extra
+    }
+}
+
+deserialize_known!(
+    Response,
+    Choice,
+    ResponseMessage,
+    WireUsage,
+    Chunk,
+    ChunkChoice
+);
 
 #[derive(Deserialize)]
 struct Delta {
@@ -491,10 +592,10 @@ impl Translate for ChunkReader {
             });
         }
         let mut top = chunk.extra;
-        top.retain(|k, v| !v.is_null() && !OWN_CHUNK_FIELDS.contains(&k.as_str()));
+        top.retain(|_, v| !v.is_null());
         for choice in chunk.choices {
             let mut extra = choice.extra;
-            extra.retain(|k, v| !v.is_null() && k != "index");
+            extra.retain(|_, v| !v.is_null());
             if !extra.is_empty() || (!top.is_empty() && !self.top_sent) {
                 // Before the chunk's text, as the upstream ordered them.
                 out.push_back(StreamEvent::Extra {

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
-use super::http::transport;
+use super::http::{Response, body_broke};
 use super::{EventStream, MAX_ANSWER_BYTES, MAX_EVENT_BYTES, ProviderError};
 use crate::chat::StreamEvent;
 
@@ -208,7 +208,7 @@ impl Decoder {
 struct State<T> {
     /// The upstream body; `None` once it is no longer needed, so that the
     /// connection is closed at once (an unread body is never pooled).
-    body: Option<BoxStream<'static, reqwest::Result<axum::body::Bytes>>>,
+    body: Option<BoxStream<'static, Result<bytes::Bytes, hyper::Error>>>,
     decoder: Decoder,
     decoded: Vec<Event>,
     /// Events decoded but not yet translated, in order.
@@ -223,8 +223,8 @@ struct State<T> {
 
 /// The `Content-Type` of an event stream (parameters and case aside); an
 /// answer that says nothing is given the benefit of the doubt.
-fn is_event_stream(response: &reqwest::Response) -> bool {
-    match response.headers().get(reqwest::header::CONTENT_TYPE) {
+fn is_event_stream(response: &Response) -> bool {
+    match response.headers().get(http::header::CONTENT_TYPE) {
         None => true,
         Some(v) => v.to_str().is_ok_and(|v| {
             v.split(';')
@@ -238,7 +238,7 @@ fn is_event_stream(response: &reqwest::Response) -> bool {
 /// provider says it is complete yields an error, never a silent truncation; a
 /// 2xx that is not an event stream is an unusable answer.
 pub fn events<T: Translate>(
-    response: reqwest::Response,
+    response: Response,
     translate: T,
 ) -> Result<EventStream, ProviderError> {
     if !is_event_stream(&response) {
@@ -247,7 +247,7 @@ pub fn events<T: Translate>(
         ));
     }
     let state = State {
-        body: Some(response.bytes_stream().boxed()),
+        body: Some(http_body_util::BodyDataStream::new(response.into_body()).boxed()),
         decoder: Decoder::new(Limits::UPSTREAM),
         decoded: Vec::new(),
         pending: VecDeque::new(),
@@ -296,7 +296,7 @@ pub fn events<T: Translate>(
                         s.failure = Some(overflow.into());
                     }
                 }
-                Some(Err(e)) => return Some((Err(end(&mut s, transport(e))), s)),
+                Some(Err(e)) => return Some((Err(end(&mut s, body_broke(e))), s)),
                 None => {
                     // No explicit end marker: complete only if the provider
                     // already sent its stop reason (`finish` errs otherwise).

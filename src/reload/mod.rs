@@ -66,7 +66,7 @@ pub struct Stores {
 struct Lasting {
     stores: Stores,
     metrics: Metrics,
-    client: reqwest::Client,
+    client: crate::providers::Client,
     shutting_down: Arc<AtomicBool>,
     started_at: u64,
     extra: Router<AppState>,
@@ -97,7 +97,7 @@ impl Live {
         opts: Option<LoadOptions>,
         extra: Router<AppState>,
         metrics: Metrics,
-        client: reqwest::Client,
+        client: crate::providers::Client,
         limiter: Arc<dyn Limiter>,
         stores: Stores,
     ) -> Arc<Self> {

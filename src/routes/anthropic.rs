@@ -583,8 +583,53 @@ pub async fn messages(
     Ok(finish(response, &streaming.served))
 }
 
-fn event(name: &'static str, data: &Value) -> Event {
-    Event::default().event(name).data(data.to_string())
+fn event(name: &'static str, data: &impl Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().event(name))
+}
+
+/// The data of the events sent for every piece of a stream, written from
+/// borrowed text rather than built as `json!` trees first. Fields are in the
+/// order `json!`'s sorted map wrote them, so the bytes are as they were.
+#[derive(Serialize)]
+struct BlockDelta<D> {
+    delta: D,
+    index: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl<D> BlockDelta<D> {
+    fn new(index: u32, delta: D) -> Self {
+        Self {
+            delta,
+            index,
+            kind: "content_block_delta",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TextDelta<'a> {
+    text: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct JsonDelta<'a> {
+    partial_json: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct BlockStop {
+    index: u32,
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 /// A tool call the stream has seen.
@@ -619,10 +664,11 @@ struct Blocks {
 impl Blocks {
     fn close(&mut self, out: &mut Vec<Event>) {
         if let Some((index, call)) = self.open.take() {
-            out.push(event(
-                "content_block_stop",
-                &json!({"type": "content_block_stop", "index": index}),
-            ));
+            let stop = BlockStop {
+                index,
+                kind: "content_block_stop",
+            };
+            out.push(event("content_block_stop", &stop));
             if let Some(call) = call {
                 self.calls.insert(call, Call::Closed);
             }
@@ -642,11 +688,11 @@ impl Blocks {
 
     fn json_delta(index: u32, piece: &str, out: &mut Vec<Event>) {
         if !piece.is_empty() {
-            out.push(event(
-                "content_block_delta",
-                &json!({"type": "content_block_delta", "index": index,
-                        "delta": {"type": "input_json_delta", "partial_json": piece}}),
-            ));
+            let delta = JsonDelta {
+                partial_json: piece,
+                kind: "input_json_delta",
+            };
+            out.push(event("content_block_delta", &BlockDelta::new(index, delta)));
         }
     }
 
@@ -685,11 +731,11 @@ impl Blocks {
                         self.start(json!({"type": "text", "text": ""}), None, out)
                     }
                 };
-                out.push(event(
-                    "content_block_delta",
-                    &json!({"type": "content_block_delta", "index": index,
-                            "delta": {"type": "text_delta", "text": text}}),
-                ));
+                let delta = TextDelta {
+                    text: &text,
+                    kind: "text_delta",
+                };
+                out.push(event("content_block_delta", &BlockDelta::new(index, delta)));
             }
             Ok(StreamEvent::ToolCall {
                 index: call,
@@ -764,8 +810,42 @@ impl Blocks {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_event_data_is_byte_for_byte_what_the_json_trees_wrote() {
+        let text = "a \"quoted\"\nline, é and </script>";
+        let delta = TextDelta {
+            text,
+            kind: "text_delta",
+        };
+        assert_eq!(
+            serde_json::to_string(&BlockDelta::new(3, delta)).unwrap(),
+            json!({"type": "content_block_delta", "index": 3,
+                   "delta": {"type": "text_delta", "text": text}})
+            .to_string()
+        );
+        let delta = JsonDelta {
+            partial_json: "{\"city\": \"Lis",
+            kind: "input_json_delta",
+        };
+        assert_eq!(
+            serde_json::to_string(&BlockDelta::new(0, delta)).unwrap(),
+            json!({"type": "content_block_delta", "index": 0,
+                   "delta": {"type": "input_json_delta", "partial_json": "{\"city\": \"Lis"}})
+            .to_string()
+        );
+        let stop = BlockStop {
+            index: 7,
+            kind: "content_block_stop",
+        };
+        assert_eq!(
+            serde_json::to_string(&stop).unwrap(),
+            json!({"type": "content_block_stop", "index": 7}).to_string()
+        );
+    }
 
     #[test]
     fn finish_reasons_map_to_anthropics_stop_reasons() {
