@@ -282,7 +282,33 @@ def check_compose():
     if not targets or credentials != f"/run/secrets/{targets[0]}":
         problems.append(f"prometheus.yml's credentials_file {credentials!r} is not where compose "
                         f"mounts the metrics_token secret")
+    problems += check_sentinel_profile(services)
     return problems, f"{len(services)} services, mounts and variables consistent"
+
+
+def check_sentinel_profile(services):
+    """The `redis-sentinel` profile: a master, a replica of it, and at least
+    three sentinels monitoring it as `mymaster` with quorum 2 (what the
+    comments tell chatgate to use)."""
+    problems = []
+    profile = {n: s for n, s in services.items() if "redis-sentinel" in s.get("profiles", [])}
+    text = {n: " ".join(map(str, s.get("command", []))) for n, s in profile.items()}
+    sentinels = [n for n, t in text.items() if "--sentinel" in t]
+    if len(sentinels) < 3:
+        problems.append(f"profile redis-sentinel: {len(sentinels)} sentinels, want 3 (a quorum of 2 survives one)")
+    for name in sentinels:
+        if "sentinel monitor mymaster redis-master 6379 2" not in text[name]:
+            problems.append(f"service {name}: does not monitor redis-master:6379 as mymaster with quorum 2")
+    if "redis-master" not in profile:
+        problems.append("profile redis-sentinel: service redis-master is missing")
+    replicas = [n for n, t in text.items() if "--replicaof redis-master 6379" in t]
+    if not replicas:
+        problems.append("profile redis-sentinel: no replica of redis-master")
+    comments = (DEPLOY / "docker-compose.yml").read_text(encoding="utf-8")
+    for name in sentinels:
+        if f"redis://{name}:26379" not in comments:
+            problems.append(f"the chatgate comments do not list sentinel {name} in CHATGATE_REDIS_URL")
+    return problems
 
 
 def check_dockerfile():

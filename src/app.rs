@@ -172,13 +172,7 @@ impl App {
         // connection for every kind of shared state.
         let link = match &config.state.redis_url {
             Some(url) => Some(
-                RedisLink::start(
-                    url,
-                    config.state.redis_mode,
-                    config.state.on_redis_error,
-                    metrics.clone(),
-                )
-                .map_err(BuildError::Redis)?,
+                RedisLink::start(url, &config.state, metrics.clone()).map_err(BuildError::Redis)?,
             ),
             None => None,
         };

@@ -7,24 +7,33 @@
 //! While Redis is down no request waits for it: [`RedisLink::run`] answers
 //! `None` at once and each user takes its fallback (`on_redis_error`).
 //!
-//! The Redis is one server (`redis_mode = "standalone"`) or a Redis Cluster
+//! The Redis is one server (`redis_mode = "standalone"`), a Redis Cluster
 //! (`"cluster"`, the crate's own async cluster connection: slot map,
-//! `MOVED`/`ASK`, multi-slot `MGET` split); callers get a [`StateConn`]
-//! either way and never see the difference.
+//! `MOVED`/`ASK`, multi-slot `MGET` split) or the master a set of sentinels
+//! names (`"sentinel"`, the crate's sentinel client: each connection
+//! attempt asks the sentinels afresh, so reconnecting after a failure is
+//! following a failover); callers get a [`StateConn`] either way and never
+//! see the difference.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, Pipeline, RedisFuture, Value};
+use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisConnectionInfo,
+    RedisFuture, TlsMode, Value,
+};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::config::{OnRedisError, RedisMode};
+use crate::config::{OnRedisError, RedisMode, StateConfig};
 use crate::meters::Metrics;
 
 /// How long one call may wait for Redis before the fallback answers.
@@ -35,6 +44,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// shared state returns after Redis does.
 const RECONNECT_INTERVAL: Duration = Duration::from_millis(500);
 
+/// How often, while connected, the sentinels are asked whether the master
+/// is still the one connected: a failover forced with the old master alive
+/// leaves it serving as a master until the sentinels demote it (their next
+/// `INFO` poll, up to 10 s), and shared state must move sooner than that.
+const SENTINEL_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Redirections and reconnects one cluster call may take (a `MOVED` after a
 /// promotion, an `ASK` during a slot migration) within [`CALL_TIMEOUT`].
 const CLUSTER_RETRIES: u32 = 3;
@@ -43,14 +58,37 @@ const CLUSTER_RETRIES: u32 = 3;
 enum Source {
     Standalone(redis::Client),
     Cluster(ClusterClient),
+    Sentinel(SentinelSource),
 }
 
-/// The shared connection handed to callers: one server or a cluster, both
-/// cheap to clone (a handle to one multiplexed connection per node).
+/// The sentinels to ask, and how to reach the master they name.
+struct SentinelSource {
+    /// One entry per sentinel URL, each with that sentinel's own password.
+    sentinels: Vec<ConnectionInfo>,
+    /// `sentinel_master`: the monitored master's name.
+    master: String,
+    /// The master's password and TLS mode (the sentinels' own, by URL scheme).
+    node: SentinelNodeConnectionInfo,
+    /// Failed attempts so far: each starts with the next sentinel, so one
+    /// that hangs (rather than refusing) cannot eat every attempt's time.
+    failures: AtomicUsize,
+    /// `host:port` of the master connected now (set by the reconnect task,
+    /// read by the watch; never held across an await).
+    connected: Mutex<Option<String>>,
+}
+
+/// The shared connection handed to callers: one server, a cluster, or the
+/// sentinels' master, all cheap to clone (a handle to one multiplexed
+/// connection per node).
 #[derive(Clone)]
 pub enum StateConn {
     Standalone(ConnectionManager),
     Cluster(ClusterConnection),
+    /// A plain multiplexed connection to the master the sentinels named: it
+    /// never reconnects by itself, as a manager would, to an address that
+    /// may be a replica by now; the link replaces it by asking the
+    /// sentinels again.
+    Sentinel(MultiplexedConnection),
 }
 
 impl ConnectionLike for StateConn {
@@ -58,6 +96,7 @@ impl ConnectionLike for StateConn {
         match self {
             Self::Standalone(c) => c.req_packed_command(cmd),
             Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -70,6 +109,7 @@ impl ConnectionLike for StateConn {
         match self {
             Self::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -77,6 +117,7 @@ impl ConnectionLike for StateConn {
         match self {
             Self::Standalone(c) => c.get_db(),
             Self::Cluster(c) => c.get_db(),
+            Self::Sentinel(c) => c.get_db(),
         }
     }
 }
@@ -96,14 +137,15 @@ pub struct RedisLink {
 impl RedisLink {
     /// Starts connecting in the background (never blocks start-up); until
     /// connected, [`run`](Self::run) answers `None`. Fails only on a malformed
-    /// URL. `url`: one URL (standalone) or comma-separated seed nodes (cluster).
+    /// URL. `url`: one URL (standalone), comma-separated seed nodes
+    /// (cluster) or comma-separated sentinels (sentinel); the rest of
+    /// `state` says which, and names the sentinels' master.
     pub fn start(
         url: &SecretString,
-        mode: RedisMode,
-        on_error: OnRedisError,
+        state: &StateConfig,
         metrics: Metrics,
     ) -> Result<Arc<Self>, redis::RedisError> {
-        let source = match mode {
+        let source = match state.redis_mode {
             RedisMode::Standalone => Source::Standalone(redis::Client::open(url.expose_secret())?),
             RedisMode::Cluster => {
                 let seeds: Vec<&str> = url.expose_secret().split(',').map(str::trim).collect();
@@ -119,15 +161,19 @@ impl RedisLink {
                         .build()?,
                 )
             }
+            RedisMode::Sentinel => Source::Sentinel(SentinelSource::new(url, state)?),
         };
         let link = Arc::new(Self {
             source,
             conn: RwLock::new(None),
             generation: AtomicU64::new(0),
-            on_error,
+            on_error: state.on_redis_error,
             metrics,
         });
         tokio::spawn(reconnect(Arc::downgrade(&link), false));
+        if matches!(link.source, Source::Sentinel(_)) {
+            tokio::spawn(watch_sentinels(Arc::downgrade(&link)));
+        }
         Ok(link)
     }
 
@@ -216,13 +262,43 @@ impl RedisLink {
                     }
                     Ok(Ok(StateConn::Cluster(conn)))
                 }
+                Source::Sentinel(source) => {
+                    // Fresh sentinel connections per attempt, like the
+                    // fresh data connection: nothing half-dead is reused.
+                    let mut sentinels = source.sentinels.clone();
+                    let turn = source.failures.load(Ordering::Relaxed) % sentinels.len().max(1);
+                    sentinels.rotate_left(turn);
+                    // The crate asks each sentinel in turn for the master,
+                    // skips one flagged down, and checks with ROLE that the
+                    // server it names is a master now.
+                    let master = Sentinel::build(sentinels)?
+                        .async_master_for(&source.master, Some(&source.node))
+                        .await?;
+                    let addr = master.get_connection_info().addr.to_string();
+                    let config = AsyncConnectionConfig::new()
+                        .set_connection_timeout(CONNECT_TIMEOUT)
+                        .set_response_timeout(CALL_TIMEOUT);
+                    let mut conn = master
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?;
+                    redis::cmd("PING").query_async::<()>(&mut conn).await?;
+                    *source
+                        .connected
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(addr);
+                    Ok(Ok(StateConn::Sentinel(conn)))
+                }
             }
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT + CALL_TIMEOUT, attempt).await {
+        let result = match tokio::time::timeout(CONNECT_TIMEOUT + CALL_TIMEOUT, attempt).await {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => Err(reason(&e)),
             Err(_) => Err("timeout"),
+        };
+        if let (Err(_), Source::Sentinel(source)) = (&result, &self.source) {
+            source.failures.fetch_add(1, Ordering::Relaxed);
         }
+        result
     }
 
     fn install(&self, conn: StateConn) {
@@ -263,6 +339,38 @@ impl RedisLink {
     }
 }
 
+impl SentinelSource {
+    /// The sentinel URLs parsed (each keeps its own userinfo), and the
+    /// master reached with `sentinel_master_password` over TLS when the
+    /// sentinels are (the check made the URLs agree).
+    fn new(url: &SecretString, state: &StateConfig) -> Result<Self, redis::RedisError> {
+        let sentinels = url
+            .expose_secret()
+            .split(',')
+            .map(|u| u.trim().into_connection_info())
+            .collect::<Result<Vec<_>, _>>()?;
+        let tls = url.expose_secret().trim_start().starts_with("rediss://");
+        let node = SentinelNodeConnectionInfo {
+            tls_mode: tls.then_some(TlsMode::Secure),
+            redis_connection_info: Some(RedisConnectionInfo {
+                password: state
+                    .sentinel_master_password
+                    .as_ref()
+                    .map(|p| p.expose_secret().to_owned())
+                    .filter(|p| !p.is_empty()),
+                ..RedisConnectionInfo::default()
+            }),
+        };
+        Ok(Self {
+            sentinels,
+            master: state.sentinel_master.clone().unwrap_or_default(),
+            node,
+            failures: AtomicUsize::new(0),
+            connected: Mutex::new(None),
+        })
+    }
+}
+
 /// Connects until it succeeds, for as long as the link lives. After a
 /// failure the first attempt waits too, so a Redis that keeps failing (an
 /// error reply on every call, say) costs one warning per interval, not per
@@ -289,6 +397,52 @@ async fn reconnect(link: Weak<RedisLink>, wait_first: bool) {
         }
         drop(l);
         tokio::time::sleep(RECONNECT_INTERVAL).await;
+    }
+}
+
+/// While the link lives: every [`SENTINEL_WATCH_INTERVAL`], while connected,
+/// asks the sentinels for the master; when they name another one than the
+/// connected, the connection is dropped and reconnecting follows them (a
+/// dead master is noticed sooner, by the calls that fail on it). Sentinels
+/// that cannot answer change nothing: they are not the data path.
+async fn watch_sentinels(link: Weak<RedisLink>) {
+    // One sentinel client for the watch: it keeps its sentinel connections.
+    let mut sentinel = {
+        let Some(l) = link.upgrade() else { return };
+        let Source::Sentinel(source) = &l.source else {
+            return;
+        };
+        match Sentinel::build(source.sentinels.clone()) {
+            Ok(s) => s,
+            Err(_) => return,
+        }
+    };
+    loop {
+        tokio::time::sleep(SENTINEL_WATCH_INTERVAL).await;
+        let Some(l) = link.upgrade() else { return };
+        let Source::Sentinel(source) = &l.source else {
+            return;
+        };
+        let Some((number, _)) = l.current() else {
+            continue;
+        };
+        let named = tokio::time::timeout(
+            CONNECT_TIMEOUT + CALL_TIMEOUT,
+            sentinel.async_master_for(&source.master, Some(&source.node)),
+        )
+        .await;
+        let Ok(Ok(named)) = named else { continue };
+        let named = named.get_connection_info().addr.to_string();
+        let moved = source
+            .connected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|connected| *connected != named);
+        if moved && l.fail(number, "the sentinels switched the master") {
+            l.metrics.state_error();
+            tokio::spawn(reconnect(Arc::downgrade(&l), false));
+        }
     }
 }
 
@@ -319,6 +473,12 @@ fn reason(e: &redis::RedisError) -> &'static str {
         "connection lost"
     } else if e.kind() == redis::ErrorKind::AuthenticationFailed {
         "authentication failed"
+    } else if e.kind() == redis::ErrorKind::ReadOnly {
+        // A master demoted to replica (a sentinel failover): reconnecting
+        // asks the sentinels for the new one.
+        "read-only replica"
+    } else if e.kind() == redis::ErrorKind::MasterNameNotFoundBySentinel {
+        "no sentinel names a usable master"
     } else {
         "error reply"
     }

@@ -377,47 +377,8 @@ pub(super) fn check(
 
     let mut state = raw.state;
     state.redis_url = None;
-    if state.backend == StateBackend::Redis {
-        match env.get(&state.redis_url_env) {
-            None => bad(
-                "state.redis_url_env".into(),
-                format!("environment variable {} is not set", state.redis_url_env),
-            ),
-            Some(url) => match state.redis_mode {
-                RedisMode::Standalone => {
-                    if url.starts_with("redis://")
-                        || url.starts_with("rediss://")
-                        || url.starts_with("unix://")
-                    {
-                        state.redis_url = Some(SecretString::from(url.to_owned()));
-                    } else {
-                        // The value is a secret: say what is wrong without echoing it.
-                        bad(
-                            "state.redis_url_env".into(),
-                            "the URL must start with redis://, rediss:// or unix://".into(),
-                        );
-                    }
-                }
-                RedisMode::Cluster => {
-                    let seeds_ok = url
-                        .split(',')
-                        .map(str::trim)
-                        .all(|seed| seed.starts_with("redis://") || seed.starts_with("rediss://"));
-                    if seeds_ok {
-                        state.redis_url = Some(SecretString::from(url.to_owned()));
-                    } else {
-                        // Secret again: the rule, not the value.
-                        bad(
-                            "state.redis_url_env".into(),
-                            "redis_mode = \"cluster\" needs comma-separated seed node URLs, \
-                             each starting with redis:// or rediss://"
-                                .into(),
-                        );
-                    }
-                }
-            },
-        }
-    }
+    state.sentinel_master_password = None;
+    check_state(&mut state, env, &mut bad);
 
     let il = &raw.interaction_log;
     if !(0.0..=1.0).contains(&il.sample_rate) {
@@ -528,6 +489,89 @@ fn key_source(
                 None
             }
         },
+    }
+}
+
+/// `[state]`: the Redis URL (one, seed nodes or sentinels, by `redis_mode`)
+/// and, behind Sentinel, the master's name and password, resolved from the
+/// environment. The values are secrets: problems state the rule, never the
+/// value.
+fn check_state(state: &mut StateConfig, env: &Environment, bad: &mut impl FnMut(String, String)) {
+    let sentinel = state.redis_mode == RedisMode::Sentinel;
+    if !sentinel {
+        for (path, set) in [
+            ("state.sentinel_master", state.sentinel_master.is_some()),
+            (
+                "state.sentinel_master_password_env",
+                state.sentinel_master_password_env.is_some(),
+            ),
+        ] {
+            if set {
+                bad(
+                    path.into(),
+                    "only used with redis_mode = \"sentinel\"; remove it".into(),
+                );
+            }
+        }
+    }
+    if state.backend != StateBackend::Redis {
+        return;
+    }
+    if sentinel {
+        if state
+            .sentinel_master
+            .as_deref()
+            .is_none_or(|m| m.trim().is_empty())
+        {
+            bad(
+                "state.sentinel_master".into(),
+                "redis_mode = \"sentinel\" needs the monitored master's name".into(),
+            );
+        }
+        if let Some(var) = &state.sentinel_master_password_env {
+            match env.get(var) {
+                Some(pw) => {
+                    state.sentinel_master_password = Some(SecretString::from(pw.to_owned()))
+                }
+                None => bad(
+                    "state.sentinel_master_password_env".into(),
+                    format!("environment variable {var} is not set"),
+                ),
+            }
+        }
+    }
+    let Some(url) = env.get(&state.redis_url_env) else {
+        bad(
+            "state.redis_url_env".into(),
+            format!("environment variable {} is not set", state.redis_url_env),
+        );
+        return;
+    };
+    let all = |ok: fn(&str) -> bool| url.split(',').map(str::trim).all(ok);
+    let plain = |u: &str| u.starts_with("redis://");
+    let tls = |u: &str| u.starts_with("rediss://");
+    let rule = match state.redis_mode {
+        RedisMode::Standalone if plain(url) || tls(url) || url.starts_with("unix://") => None,
+        RedisMode::Standalone => Some("the URL must start with redis://, rediss:// or unix://"),
+        // Each cluster node says how to reach it: mixed seeds are fine.
+        RedisMode::Cluster if all(|u| u.starts_with("redis://") || u.starts_with("rediss://")) => {
+            None
+        }
+        RedisMode::Cluster => Some(
+            "redis_mode = \"cluster\" needs comma-separated seed node URLs, \
+             each starting with redis:// or rediss://",
+        ),
+        // The master is reached the way the sentinels are (TLS or not), so
+        // the list must agree.
+        RedisMode::Sentinel if all(plain) || all(tls) => None,
+        RedisMode::Sentinel => Some(
+            "redis_mode = \"sentinel\" needs comma-separated sentinel URLs, \
+             all starting with redis:// or all with rediss://",
+        ),
+    };
+    match rule {
+        None => state.redis_url = Some(SecretString::from(url.to_owned())),
+        Some(rule) => bad("state.redis_url_env".into(), rule.into()),
     }
 }
 

@@ -513,6 +513,9 @@ pub enum RedisMode {
     Standalone,
     /// A Redis Cluster: the URL variable holds comma-separated seed node URLs.
     Cluster,
+    /// A master/replica set watched by Redis Sentinel: the URL variable holds
+    /// comma-separated sentinel URLs; `sentinel_master` names the master.
+    Sentinel,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -521,7 +524,19 @@ pub struct StateConfig {
     pub backend: StateBackend,
     pub redis_mode: RedisMode,
     pub redis_url_env: String,
+    /// `redis_mode = "sentinel"` only: the master's name as the sentinels
+    /// monitor it (`sentinel monitor <name> …`).
+    pub sentinel_master: Option<String>,
+    /// `redis_mode = "sentinel"` only: the variable holding the master's
+    /// password (the sentinel URLs' own userinfo authenticates to the
+    /// sentinels, which often have another password or none). Unset: the
+    /// master is used without AUTH.
+    pub sentinel_master_password_env: Option<String>,
     pub on_redis_error: OnRedisError,
+    /// Set by the check from `sentinel_master_password_env` (sentinel mode
+    /// only); never deserialized.
+    #[serde(skip_deserializing, serialize_with = "secrets::redact_opt")]
+    pub sentinel_master_password: Option<SecretString>,
     /// Set by the check from `redis_url_env` when `backend = "redis"` (and only
     /// then); never deserialized.
     #[serde(skip_deserializing, serialize_with = "secrets::redact_opt")]
@@ -534,7 +549,10 @@ impl Default for StateConfig {
             backend: StateBackend::Memory,
             redis_mode: RedisMode::Standalone,
             redis_url_env: "CHATGATE_REDIS_URL".into(),
+            sentinel_master: None,
+            sentinel_master_password_env: None,
             on_redis_error: OnRedisError::Local,
+            sentinel_master_password: None,
             redis_url: None,
         }
     }

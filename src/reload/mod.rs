@@ -327,7 +327,13 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     keep!("server.port", server.port);
     keep!("server.header_read_timeout", server.header_read_timeout);
     keep!("state.backend", state.backend);
+    keep!("state.redis_mode", state.redis_mode);
     keep!("state.redis_url_env", state.redis_url_env);
+    keep!("state.sentinel_master", state.sentinel_master);
+    keep!(
+        "state.sentinel_master_password_env",
+        state.sentinel_master_password_env
+    );
     keep!("state.on_redis_error", state.on_redis_error);
     keep!("logging.format", logging.format);
     keep!("interaction_log.path", interaction_log.path);
@@ -345,6 +351,7 @@ fn keep_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     keep!("audit.queue_capacity", audit.queue_capacity);
     // The URL follows `redis_url_env` (same environment snapshot): keep it too.
     new.state.redis_url = running.state.redis_url.clone();
+    new.state.sentinel_master_password = running.state.sentinel_master_password.clone();
     changed
 }
 

@@ -38,6 +38,7 @@ mod rate_limits;
 mod readiness;
 mod redis_cluster;
 mod redis_outage;
+mod redis_sentinel;
 mod redis_state;
 mod reload;
 mod resilience;

@@ -13,6 +13,7 @@ pub mod otlp;
 pub mod prometheus;
 pub mod redis;
 pub mod redis_cluster;
+pub mod redis_sentinel;
 pub mod reloadable;
 pub mod upstream;
 
