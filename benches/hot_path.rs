@@ -18,10 +18,6 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-
-/// The binary's allocator (src/main.rs), so the figures are the server's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
