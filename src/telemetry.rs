@@ -1,7 +1,10 @@
 //! Logging: a `tracing` subscriber, pretty or JSON, filtered by `logging.level`
 //! unless `RUST_LOG` is set. The writer is injectable so tests can read logs.
 //! With tracing on, an OpenTelemetry layer sits beside the log layer, each
-//! with its own filter (spans are made whatever the log level).
+//! with its own filter (spans are made whatever the log level). JSON lines
+//! come from our own layer (`json_lines`), pretty ones from tracing-subscriber.
+
+mod json_lines;
 
 use std::io::IsTerminal;
 
@@ -10,6 +13,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::{EnvFilter, Layer, Registry, layer::SubscriberExt};
 
 use crate::config::{LogFormat, LoggingConfig};
+use json_lines::JsonLines;
 
 /// `RUST_LOG` (when given and valid) wins over the configured level, which
 /// the config check has already parsed as a filter.
@@ -30,16 +34,7 @@ where
 {
     let registry = Registry::default().with(filter(config, rust_log));
     match config.format {
-        LogFormat::Json => Box::new(
-            registry.with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_writer(writer),
-            ),
-        ),
+        LogFormat::Json => Box::new(registry.with(JsonLines::new(writer))),
         // Colours only for a terminal: piped into a file or a log collector,
         // escape codes are noise.
         LogFormat::Pretty => Box::new(
@@ -67,17 +62,7 @@ where
     let registry = Registry::default().with(crate::otel::layer(tracer));
     let filter = filter(config, rust_log);
     match config.format {
-        LogFormat::Json => Box::new(
-            registry.with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_writer(writer)
-                    .with_filter(filter),
-            ),
-        ),
+        LogFormat::Json => Box::new(registry.with(JsonLines::new(writer).with_filter(filter))),
         LogFormat::Pretty => Box::new(
             registry.with(
                 tracing_subscriber::fmt::layer()

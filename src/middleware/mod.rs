@@ -42,7 +42,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 use tower::{BoxError, ServiceBuilder};
@@ -51,23 +51,36 @@ use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::config::{Origin, Profile};
+use crate::config::Origin;
 use crate::error::ApiError;
 use crate::headers;
 use crate::state::AppState;
 
 /// HSTS for production: two years, subdomains included.
-const HSTS: &str = "max-age=63072000; includeSubDomains";
-const CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=63072000; includeSubDomains");
+/// Set unless the route set its own (the playground and the docs have their CSP).
+const SECURITY_HEADERS: [(header::HeaderName, HeaderValue); 4] = [
+    (
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ),
+    (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+    (
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    ),
+];
 /// How long browsers may cache a CORS preflight answer.
 const CORS_MAX_AGE: Duration = Duration::from_secs(600);
 
 /// Wraps every route (and the fallback) in the stack, outermost first.
 pub fn stack(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     let server = &state.config.server;
-    let production = state.config.profile == Profile::Production;
     let layers = ServiceBuilder::new()
         // 1. Mark credentials sensitive first, so nothing below can print them.
         .layer(SetSensitiveRequestHeadersLayer::new([
@@ -93,29 +106,9 @@ pub fn stack(router: Router<AppState>, state: &AppState) -> Router<AppState> {
             state.clone(),
             request_log::log_request,
         ))
-        // 7. Security headers on every response, errors too; HSTS only in production.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CSP),
-        ))
-        .option_layer(production.then(|| {
-            SetResponseHeaderLayer::overriding(
-                header::STRICT_TRANSPORT_SECURITY,
-                HeaderValue::from_static(HSTS),
-            )
-        }))
+        // 7. Security headers on every response, errors and preflights too:
+        //    set by `request_log` above (`security_headers`), one pass over
+        //    the response's map instead of a layer per header.
         // 8. CORS answers preflights itself, before auth; absent when no origin is configured.
         .option_layer(cors(&server.cors_allowed_origins))
         // 9. Every error below becomes the contract's JSON with the request id.
@@ -160,6 +153,17 @@ pub fn api_guards(router: Router<AppState>, state: &AppState) -> Router<AppState
                 rate_limit::per_key,
             )),
     )
+}
+
+/// The security headers of layer 7 on `headers`: a route's own are kept,
+/// HSTS only in production (and always ours).
+pub fn security_headers(headers: &mut HeaderMap, production: bool) {
+    for (name, value) in SECURITY_HEADERS {
+        headers.entry(name).or_insert(value);
+    }
+    if production {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
+    }
 }
 
 fn cors(origins: &[Origin]) -> Option<CorsLayer> {

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, Span};
 
 use super::body_guard;
+use crate::config::Profile;
 use crate::context::{
     Arrival, AuthFailure, ClientIp, EndUser, ErrorInfo, KeyId, Outcome, Served, StreamReport,
 };
@@ -46,7 +47,11 @@ pub async fn log_request(State(state): State<AppState>, mut req: Request, next: 
         tracing::info_span!("request", request_id = %request_id, method, route = %route)
     };
     let in_flight = InFlight::enter(state.metrics.in_flight().clone());
-    let response = next.run(req).instrument(span.clone()).await;
+    let mut response = next.run(req).instrument(span.clone()).await;
+    super::security_headers(
+        response.headers_mut(),
+        state.config.profile == Profile::Production,
+    );
 
     let status = response.status().as_u16();
     crate::otel::record_status(&span, status);
