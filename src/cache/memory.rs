@@ -76,8 +76,11 @@ impl AnswerStore for MemoryCache {
             self.bytes
                 .fetch_add(entry.bytes() as u64, Ordering::Relaxed);
             self.entries.insert(key, Stored { entry, ttl }).await;
-            self.show().await;
         }
         .boxed()
+    }
+
+    fn publish(&self) -> BoxFuture<'_, ()> {
+        self.show().boxed()
     }
 }

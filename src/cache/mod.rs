@@ -48,6 +48,11 @@ impl Entry {
 pub trait AnswerStore: Send + Sync {
     fn get<'a>(&'a self, key: &'a CacheKey) -> BoxFuture<'a, Option<Arc<Entry>>>;
     fn put(&self, key: CacheKey, entry: Arc<Entry>, ttl: Duration) -> BoxFuture<'_, ()>;
+    /// Brings the size gauges up to date (on each `/metrics` scrape, not on
+    /// each insert: settling the store's bookkeeping costs more than a put).
+    fn publish(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 pub use crate::context::{CacheStatus, Directive};
@@ -159,6 +164,11 @@ impl Cache {
     ) -> Lookup {
         self.metrics.cache_request(&model.name, status.as_str());
         Lookup { status, hit, store }
+    }
+
+    /// Brings the cache's gauges up to date (before a `/metrics` render).
+    pub async fn publish(&self) {
+        self.store.publish().await;
     }
 
     /// Whether an answer of `bytes` may be stored at all (streams stop

@@ -27,6 +27,8 @@ pub async fn render(
     for provider in &state.catalog.providers {
         provider.circuit.publish();
     }
+    // The cache settles its pending inserts and evictions only here.
+    state.cache.publish().await;
     let mut response = state.metrics.render().into_response();
     response
         .headers_mut()
