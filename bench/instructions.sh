@@ -15,7 +15,10 @@
 # space only), and neither are nginx and curl.
 #
 # Usage: bench/instructions.sh [binary]   (default target/release/chatgate;
-# build it with `cargo build --release` first). Knobs: BENCH_N (default 200).
+# build it with `cargo build --release` first). Knobs: BENCH_N (default 200);
+# BENCH_OVERLAY=spend (prices + budgets) or features (every feature on; the
+# body is the same every time, so the cache hits after the first) layers one
+# of run.sh's row configs over the bench config.
 # With KEEP=dir the callgrind files are kept there (for callgrind_annotate).
 set -euo pipefail
 N=${BENCH_N:-200}
@@ -32,7 +35,9 @@ start_upstream
 write_chatgate_config
 
 CG_OUT="$WORK/callgrind.out"
-start chatgate env -u RUST_LOG APP_ENV=development CHATGATE_CONFIG_DIR="$WORK/config" \
+OVERLAY=()
+[[ -n ${BENCH_OVERLAY:-} ]] && OVERLAY=(CHATGATE_CONFIG="$WORK/$BENCH_OVERLAY.toml")
+start chatgate env -u RUST_LOG "${OVERLAY[@]}" APP_ENV=development CHATGATE_CONFIG_DIR="$WORK/config" \
   CHATGATE_BENCH_KEY="$BENCH_KEY" BENCH_UPSTREAM_KEY=sk-upstream-fake \
   valgrind --tool=callgrind --callgrind-out-file="$CG_OUT" "$BIN"
 CG_PID=$LAST_PID # `env` execs valgrind, which runs chatgate in this process
@@ -79,5 +84,5 @@ for kind in json stream; do
 done
 forget "$CG_PID"
 if [[ -n ${KEEP:-} ]]; then mkdir -p "$KEEP" && cp "$CG_OUT".* "$KEEP"/; fi
-echo "# chatgate instructions per request (callgrind Ir, user space, all threads), N=$N, $(basename "$BIN")"
+echo "# chatgate instructions per request (callgrind Ir, user space, all threads), N=$N, $(basename "$BIN")${BENCH_OVERLAY:+, overlay $BENCH_OVERLAY}"
 cat "$WORK/table.txt"

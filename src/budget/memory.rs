@@ -1,6 +1,8 @@
 //! Spend per replica: a bounded map of counters (moka), each dropped soon
 //! after its window ends. A restart forgets all spend.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -16,22 +18,47 @@ const MAX_COUNTERS: u64 = 200_000;
 /// or behind never reads a dropped one as zero.
 const GRACE: Duration = Duration::from_secs(3600);
 
-#[derive(Clone, Copy)]
+/// One counter: its total as the bits of an `f64`, added to with a
+/// compare-and-swap, so a hot counter (the gateway's) is one atomic per
+/// request rather than a per-key upsert through the map.
 struct Spent {
-    total: f64,
+    total: AtomicU64,
     ttl: Duration,
+}
+
+impl Spent {
+    fn total(&self) -> f64 {
+        f64::from_bits(self.total.load(Ordering::Acquire))
+    }
+
+    /// Adds `amount`; returns the new total.
+    fn add(&self, amount: f64) -> f64 {
+        let mut seen = self.total.load(Ordering::Acquire);
+        loop {
+            let next = f64::from_bits(seen) + amount;
+            match self.total.compare_exchange_weak(
+                seen,
+                next.to_bits(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return next,
+                Err(now) => seen = now,
+            }
+        }
+    }
 }
 
 struct UntilWindowEnds;
 
-impl moka::Expiry<String, Spent> for UntilWindowEnds {
-    fn expire_after_create(&self, _: &String, value: &Spent, _: Instant) -> Option<Duration> {
+impl moka::Expiry<String, Arc<Spent>> for UntilWindowEnds {
+    fn expire_after_create(&self, _: &String, value: &Arc<Spent>, _: Instant) -> Option<Duration> {
         Some(value.ttl + GRACE)
     }
 }
 
 pub struct MemorySpend {
-    counters: moka::sync::Cache<String, Spent>,
+    counters: moka::sync::Cache<String, Arc<Spent>>,
 }
 
 impl MemorySpend {
@@ -47,7 +74,7 @@ impl MemorySpend {
     pub fn read_now(&self, counters: &[Counter]) -> Vec<f64> {
         counters
             .iter()
-            .map(|c| self.counters.get(&c.key).map_or(0.0, |s| s.total))
+            .map(|c| self.counters.get(&c.key).map_or(0.0, |s| s.total()))
             .collect()
     }
 
@@ -56,15 +83,15 @@ impl MemorySpend {
             .iter()
             .zip(amounts)
             .map(|(c, amount)| {
-                // `and_upsert_with` runs one at a time per key: increments never race.
-                let entry = self
-                    .counters
-                    .entry(c.key.clone())
-                    .and_upsert_with(|old| Spent {
-                        total: old.map_or(0.0, |e| e.value().total) + amount,
+                // `get_with` inserts a counter once (one initialiser per
+                // key at a time); from then on each add is one atomic.
+                let spent = self.counters.get_with_by_ref(&c.key, || {
+                    Arc::new(Spent {
+                        total: AtomicU64::new(0f64.to_bits()),
                         ttl: c.ttl,
-                    });
-                entry.value().total
+                    })
+                });
+                spent.add(*amount)
             })
             .collect()
     }
@@ -87,5 +114,36 @@ impl SpendStore for MemorySpend {
         amounts: &'a [f64],
     ) -> BoxFuture<'a, Result<Vec<f64>, Unavailable>> {
         std::future::ready(Ok(self.add_now(counters, amounts))).boxed()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::budget::Unit;
+
+    #[test]
+    fn concurrent_adds_to_one_counter_are_never_lost() {
+        let store = Arc::new(MemorySpend::new());
+        let counter = Counter {
+            key: "chatgate:spend:{gateway}:day:2026-12-02:usd".into(),
+            unit: Unit::Usd,
+            ttl: Duration::from_secs(60),
+        };
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (store, counter) = (store.clone(), counter.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        store.add_now(std::slice::from_ref(&counter), &[0.5]);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(store.read_now(&[counter]), vec![2000.0]);
     }
 }
