@@ -308,6 +308,39 @@ async fn an_invalid_faq_regex_is_a_config_problem() {
     );
 }
 
+/// Two replicas on one shared store (`spawn(toml, on_redis_error)` starts
+/// one): a key budget spent through one is spent for the other, and one's
+/// cached answer is the other's hit.
+pub(crate) async fn spend_and_cache_are_shared(spawn: impl AsyncFn(&str, &str) -> TestApp) {
+    // Spend: one key budget for both (an add of tokens and USD in one slot).
+    let up = Upstream::openai().await;
+    up.push([Reply::text("hi")]); // 12 tokens
+    let toml = priced(&up, "").replace(
+        "[auth.keys.other]",
+        "[auth.keys.test]\ntokens_per_day = 10\nusd_per_day = 1.0\n\n[auth.keys.other]",
+    );
+    let c = spawn(&toml, "deny").await;
+    let d = spawn(&toml, "deny").await;
+    crate::support::redis::wait_shared(&c).await;
+    crate::support::redis::wait_shared(&d).await;
+    assert_eq!(c.chat(hello()).await.status(), 200);
+    let (_, e) = error_of(d.chat(hello()).await, 429, "budget_exceeded").await;
+    assert!(e["message"].as_str().unwrap().contains("key"));
+    assert_eq!(chat_as(&d, OTHER_KEY, hello()).await.status(), 200);
+
+    // Cache: one replica's answer is the other's hit.
+    let cached_up = Upstream::openai().await;
+    cached_up.push([Reply::text("shared words")]);
+    let toml = cached_toml(&cached_up, "");
+    let e1 = spawn(&toml, "local").await;
+    let e2 = spawn(&toml, "local").await;
+    crate::support::redis::wait_shared(&e1).await;
+    crate::support::redis::wait_shared(&e2).await;
+    assert_eq!(e1.chat(hello()).await.headers()["x-chatgate-cache"], "miss");
+    assert_eq!(e2.chat(hello()).await.headers()["x-chatgate-cache"], "hit");
+    assert_eq!(cached_up.calls(), 1);
+}
+
 pub(crate) fn cached_toml(up: &Upstream, extra: &str) -> String {
     priced(up, &format!("cache_ttl = \"10m\"\n{extra}"))
 }

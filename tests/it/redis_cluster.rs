@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::cost::{OTHER_KEY, cached_toml, chat_as, hello, priced};
+use crate::cost::spend_and_cache_are_shared;
 use crate::support::binary::Chatgate;
 use crate::support::redis::{wait_degraded, wait_shared};
 use crate::support::redis_cluster::{RedisCluster, spawn_on_cluster};
@@ -49,33 +49,10 @@ async fn two_replicas_on_a_cluster_share_limits_spend_and_cache_in_expiring_keys
         .await
         .unwrap();
 
-    // Spend: one key budget for both (an add of tokens and USD in one slot).
-    let up = Upstream::openai().await;
-    up.push([Reply::text("hi")]); // 12 tokens
-    let toml = priced(&up, "").replace(
-        "[auth.keys.other]",
-        "[auth.keys.test]\ntokens_per_day = 10\nusd_per_day = 1.0\n\n[auth.keys.other]",
-    );
-    let c = spawn_on_cluster(&cluster, &toml, "deny").await;
-    let d = spawn_on_cluster(&cluster, &toml, "deny").await;
-    wait_shared(&c).await;
-    wait_shared(&d).await;
-    assert_eq!(c.chat(hello()).await.status(), 200);
-    let (_, e) = error_of(d.chat(hello()).await, 429, "budget_exceeded").await;
-    assert!(e["message"].as_str().unwrap().contains("key"));
-    assert_eq!(chat_as(&d, OTHER_KEY, hello()).await.status(), 200);
-
-    // Cache: one replica's answer is the other's hit.
-    let cached_up = Upstream::openai().await;
-    cached_up.push([Reply::text("shared words")]);
-    let toml = cached_toml(&cached_up, "");
-    let e1 = spawn_on_cluster(&cluster, &toml, "local").await;
-    let e2 = spawn_on_cluster(&cluster, &toml, "local").await;
-    wait_shared(&e1).await;
-    wait_shared(&e2).await;
-    assert_eq!(e1.chat(hello()).await.headers()["x-chatgate-cache"], "miss");
-    assert_eq!(e2.chat(hello()).await.headers()["x-chatgate-cache"], "hit");
-    assert_eq!(cached_up.calls(), 1);
+    spend_and_cache_are_shared(async |toml: &str, on_error: &str| {
+        spawn_on_cluster(&cluster, toml, on_error).await
+    })
+    .await;
 
     let by_master = cluster.keys_by_master().await;
     let all: Vec<&(String, i64)> = by_master.iter().flat_map(|(_, keys)| keys).collect();

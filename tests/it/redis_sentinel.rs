@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::cost::{OTHER_KEY, cached_toml, chat_as, hello, priced};
+use crate::cost::spend_and_cache_are_shared;
 use crate::support::binary::Chatgate;
 use crate::support::redis::{wait_degraded, wait_shared};
 use crate::support::redis_sentinel::{
@@ -54,33 +54,10 @@ async fn two_replicas_behind_sentinel_share_limits_spend_and_cache_on_the_master
     );
     del(&set, master, IP_BUCKET).await;
 
-    // Spend: one key budget for both.
-    let up = Upstream::openai().await;
-    up.push([Reply::text("hi")]); // 12 tokens
-    let toml = priced(&up, "").replace(
-        "[auth.keys.other]",
-        "[auth.keys.test]\ntokens_per_day = 10\nusd_per_day = 1.0\n\n[auth.keys.other]",
-    );
-    let c = spawn_on_sentinel(&set, &toml, "deny").await;
-    let d = spawn_on_sentinel(&set, &toml, "deny").await;
-    wait_shared(&c).await;
-    wait_shared(&d).await;
-    assert_eq!(c.chat(hello()).await.status(), 200);
-    let (_, e) = error_of(d.chat(hello()).await, 429, "budget_exceeded").await;
-    assert!(e["message"].as_str().unwrap().contains("key"));
-    assert_eq!(chat_as(&d, OTHER_KEY, hello()).await.status(), 200);
-
-    // Cache: one replica's answer is the other's hit.
-    let cached_up = Upstream::openai().await;
-    cached_up.push([Reply::text("shared words")]);
-    let toml = cached_toml(&cached_up, "");
-    let e1 = spawn_on_sentinel(&set, &toml, "local").await;
-    let e2 = spawn_on_sentinel(&set, &toml, "local").await;
-    wait_shared(&e1).await;
-    wait_shared(&e2).await;
-    assert_eq!(e1.chat(hello()).await.headers()["x-chatgate-cache"], "miss");
-    assert_eq!(e2.chat(hello()).await.headers()["x-chatgate-cache"], "hit");
-    assert_eq!(cached_up.calls(), 1);
+    spend_and_cache_are_shared(async |toml: &str, on_error: &str| {
+        spawn_on_sentinel(&set, toml, on_error).await
+    })
+    .await;
 
     // All of it on the master the sentinels name.
     let mut on_master = set.data_node(master).await.unwrap();

@@ -266,18 +266,29 @@ pub async fn spawn_on_sentinel(set: &RedisSentinel, extra: &str, on_error: &str)
 
 impl RedisSentinel {
     /// Asks a sentinel for a failover with the master alive
-    /// (`SENTINEL FAILOVER`): the master is demoted to a replica.
+    /// (`SENTINEL FAILOVER`): the master is demoted to a replica. Asked
+    /// again (bounded) while the sentinel answers `NOGOODSLAVE`: it learns
+    /// that the replica is in sync only from its periodic `INFO`.
     pub async fn force_failover(&self) {
         let url = format!(
             "redis://:{}@127.0.0.1:{}",
             self.sentinel_password, self.sentinel_ports[0]
         );
-        let mut c = conn(&url).await.unwrap();
-        ::redis::cmd("SENTINEL")
-            .arg("FAILOVER")
-            .arg(MASTER_NAME)
-            .query_async::<()>(&mut c)
-            .await
-            .unwrap();
+        self.until("no sentinel would start a failover", || async {
+            let Some(mut c) = conn(&url).await else {
+                return false;
+            };
+            match ::redis::cmd("SENTINEL")
+                .arg("FAILOVER")
+                .arg(MASTER_NAME)
+                .query_async::<()>(&mut c)
+                .await
+            {
+                Ok(()) => true,
+                Err(e) if e.to_string().contains("NOGOODSLAVE") => false,
+                Err(e) => panic!("SENTINEL FAILOVER: {e}"),
+            }
+        })
+        .await;
     }
 }
