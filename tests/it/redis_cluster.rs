@@ -6,12 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::cost::spend_and_cache_are_shared;
 use crate::support::binary::Chatgate;
-use crate::support::redis::{wait_degraded, wait_shared};
+use crate::support::redis::{
+    readiness, shared_again_within_ten_seconds, wait_degraded, wait_shared,
+};
 use crate::support::redis_cluster::{RedisCluster, spawn_on_cluster};
 use crate::support::*;
 
@@ -87,12 +88,6 @@ async fn two_replicas_on_a_cluster_share_limits_spend_and_cache_in_expiring_keys
     assert!(holding >= 2, "keys on one master only: {by_master:?}");
 }
 
-async fn readiness(app: &TestApp) -> Value {
-    let r = app.get("/health/ready").await;
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json::<Value>().await.unwrap()["degraded"].clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_master_killed_under_traffic_is_survived_and_shared_again_within_ten_seconds_of_the_promotion()
  {
@@ -144,14 +139,7 @@ async fn a_cluster_master_killed_under_traffic_is_survived_and_shared_again_with
         "every request answered, none with a 5xx: {statuses:?}"
     );
 
-    for app in [&a, &b, &denying] {
-        wait_shared(app).await;
-    }
-    let back = promoted.elapsed();
-    assert!(
-        back < Duration::from_secs(10),
-        "shared again after {back:?}"
-    );
+    shared_again_within_ten_seconds(&[&a, &b, &denying], promoted).await;
     assert_eq!(readiness(&a).await, Value::Null);
     assert_eq!(models(&denying).await.status(), 200, "served again");
     // Shared again: the bucket lives on the promoted master.

@@ -8,12 +8,13 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::cost::spend_and_cache_are_shared;
 use crate::support::binary::Chatgate;
-use crate::support::redis::{wait_degraded, wait_shared};
+use crate::support::redis::{
+    readiness, shared_again_within_ten_seconds, wait_degraded, wait_shared,
+};
 use crate::support::redis_sentinel::{
     MASTER_NAME, MASTER_PASSWORD_ENV, RedisSentinel, spawn_on_sentinel,
 };
@@ -76,12 +77,6 @@ async fn two_replicas_behind_sentinel_share_limits_spend_and_cache_on_the_master
     );
 }
 
-async fn readiness(app: &TestApp) -> Value {
-    let r = app.get("/health/ready").await;
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json::<Value>().await.unwrap()["degraded"].clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sentinel_master_killed_under_traffic_is_survived_and_shared_again_within_ten_seconds_of_the_switch()
  {
@@ -130,14 +125,7 @@ async fn a_sentinel_master_killed_under_traffic_is_survived_and_shared_again_wit
         "every request answered, none with a 5xx: {statuses:?}"
     );
 
-    for app in [&a, &b, &denying] {
-        wait_shared(app).await;
-    }
-    let back = switched.elapsed();
-    assert!(
-        back < Duration::from_secs(10),
-        "shared again after {back:?}"
-    );
+    shared_again_within_ten_seconds(&[&a, &b, &denying], switched).await;
     assert_eq!(readiness(&a).await, Value::Null);
     assert_eq!(models(&denying).await.status(), 200, "served again");
 

@@ -206,6 +206,27 @@ pub async fn wait_shared(app: &super::TestApp) {
     );
 }
 
+/// Waits until every app uses the shared state again, and requires that
+/// within 10 s of `since` (a failover's promotion or switch).
+pub async fn shared_again_within_ten_seconds(apps: &[&super::TestApp], since: std::time::Instant) {
+    for app in apps {
+        wait_shared(app).await;
+    }
+    let back = since.elapsed();
+    assert!(
+        back < Duration::from_secs(10),
+        "shared again after {back:?}"
+    );
+}
+
+/// What `/health/ready` says is degraded (`null` when nothing is); it
+/// answers 200 either way.
+pub async fn readiness(app: &super::TestApp) -> serde_json::Value {
+    let r = app.get("/health/ready").await;
+    assert_eq!(r.status(), 200);
+    r.json::<serde_json::Value>().await.unwrap()["degraded"].clone()
+}
+
 /// Waits (bounded) until `app`'s limiter has noticed that Redis is gone.
 pub async fn wait_degraded(app: &super::TestApp) {
     assert!(
