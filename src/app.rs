@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::telemetry::Scope;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -17,7 +18,6 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tower::ServiceExt;
-use tracing::Span;
 
 use crate::budget::{self, Clock, MemorySpend, RedisSpend, SpendStore};
 use crate::cache::{AnswerStore, MemoryCache, RedisCache};
@@ -362,7 +362,7 @@ async fn serve_connection(
         let response = live.router().oneshot(req);
         async move {
             let response = response.await?;
-            Ok::<_, std::convert::Infallible>(body_guard::hold(response, busy, Span::none()))
+            Ok::<_, std::convert::Infallible>(body_guard::hold(response, busy, Scope::none()))
         }
     });
     let conn = builder

@@ -5,6 +5,7 @@
 //! come from our own layer (`json_lines`), pretty ones from tracing-subscriber.
 
 mod json_lines;
+mod request_scope;
 
 use std::io::IsTerminal;
 
@@ -14,6 +15,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry, layer::SubscriberExt};
 
 use crate::config::{LogFormat, LoggingConfig};
 use json_lines::JsonLines;
+pub use request_scope::Scope;
 
 /// `RUST_LOG` (when given and valid) wins over the configured level, which
 /// the config check has already parsed as a filter.
@@ -92,6 +94,9 @@ pub fn init(
         .buffered_lines_limit(LOG_BUFFER_LINES)
         .lossy(true)
         .finish(std::io::stdout());
+    // Only the exporter and the pretty layer read request spans; JSON lines
+    // take the request's fields from its tag.
+    request_scope::make_spans(tracer.is_some() || config.format == LogFormat::Pretty);
     let subscriber = match tracer {
         Some(tracer) => subscriber_with_traces(config, rust_log, writer, tracer),
         None => subscriber(config, rust_log, writer),

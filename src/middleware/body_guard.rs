@@ -1,5 +1,5 @@
 //! A response body that owns a guard until the body ends or is dropped, and
-//! polls the inner body inside a span: what a stream must keep (a concurrency
+//! polls the inner body inside the request's log scope: what a stream must keep (a concurrency
 //! permit, the in-flight gauge, its pending request-log line, the
 //! connection's activity count) lives exactly as long as the stream.
 
@@ -9,13 +9,14 @@ use std::task::{Context, Poll};
 use axum::body::{Body, Bytes};
 use axum::response::Response;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
-use tracing::Span;
+
+use crate::telemetry::Scope;
 
 struct Guarded<G> {
     inner: Body,
     /// Dropped at the end of the body (or with it, if the client leaves first).
     guard: Option<G>,
-    span: Span,
+    scope: Scope,
 }
 
 impl<G: Send + Unpin + 'static> HttpBody for Guarded<G> {
@@ -27,10 +28,8 @@ impl<G: Send + Unpin + 'static> HttpBody for Guarded<G> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
-        let polled = {
-            let _entered = this.span.enter();
-            Pin::new(&mut this.inner).poll_frame(cx)
-        };
+        let inner = &mut this.inner;
+        let polled = this.scope.in_scope(|| Pin::new(inner).poll_frame(cx));
         if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
             // Release now rather than whenever hyper drops the body.
             this.guard = None;
@@ -47,14 +46,14 @@ impl<G: Send + Unpin + 'static> HttpBody for Guarded<G> {
     }
 }
 
-/// `response` whose body holds `guard` until it ends, polled inside `span`
-/// (`Span::none()` when the body's log lines need no span of their own).
-pub fn hold<G: Send + Unpin + 'static>(response: Response, guard: G, span: Span) -> Response {
+/// `response` whose body holds `guard` until it ends, polled inside `scope`
+/// (`Scope::none()` when the body's log lines need no scope of their own).
+pub fn hold<G: Send + Unpin + 'static>(response: Response, guard: G, scope: Scope) -> Response {
     response.map(|inner| {
         Body::new(Guarded {
             inner,
             guard: Some(guard),
-            span,
+            scope,
         })
     })
 }

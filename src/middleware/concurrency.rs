@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
+use crate::telemetry::Scope;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
-use tracing::Span;
 
 use super::body_guard;
 use crate::error::ApiError;
@@ -25,5 +25,5 @@ pub async fn limit(State(permits): State<Arc<Semaphore>>, req: Request, next: Ne
     let Ok(permit) = permits.try_acquire_owned() else {
         return ApiError::Overloaded.into_response();
     };
-    body_guard::hold(next.run(req).await, permit, Span::none())
+    body_guard::hold(next.run(req).await, permit, Scope::none())
 }

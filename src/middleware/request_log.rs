@@ -1,6 +1,6 @@
-//! One structured event per request, the HTTP metrics, and the request span
-//! that puts `request_id` on every log line of the request (a stream's too:
-//! its body is polled inside the span). Also stamps the request's arrival
+//! One structured event per request, the HTTP metrics, and the request's
+//! log scope that puts `request_id` on every log line of the request (a
+//! stream's too: its body is polled inside the scope). Also stamps the request's arrival
 //! and hands the handlers a `StreamReport` to fill.
 //!
 //! The metrics are taken when the headers go out; the log line when the
@@ -15,7 +15,6 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use tokio::time::Instant;
-use tracing::{Instrument, Span};
 
 use super::body_guard;
 use crate::config::Profile;
@@ -26,6 +25,7 @@ use crate::headers;
 use crate::meters::method_label;
 use crate::routes::paths;
 use crate::state::AppState;
+use crate::telemetry::Scope;
 
 pub async fn log_request(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -41,20 +41,18 @@ pub async fn log_request(State(state): State<AppState>, mut req: Request, next: 
     req.extensions_mut().insert(Arrival(started));
     req.extensions_mut().insert(report.clone());
 
-    let span = if crate::otel::enabled() {
-        crate::otel::server_span(req.headers(), method, &route, &request_id)
-    } else {
-        tracing::info_span!("request", request_id = %request_id, method, route = %route)
-    };
+    let otel_span = crate::otel::enabled()
+        .then(|| crate::otel::server_span(req.headers(), method, &route, &request_id));
+    let scope = Scope::request(&request_id, method, &route, otel_span);
     let in_flight = InFlight::enter(state.metrics.in_flight().clone());
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let mut response = scope.clone().instrument(next.run(req)).await;
     super::security_headers(
         response.headers_mut(),
         state.config.profile == Profile::Production,
     );
 
     let status = response.status().as_u16();
-    crate::otel::record_status(&span, status);
+    crate::otel::record_status(scope.span(), status);
     state.metrics.http_request(
         method,
         route.clone(),
@@ -78,10 +76,10 @@ pub async fn log_request(State(state): State<AppState>, mut req: Request, next: 
         auth_failure: response.extensions().get::<AuthFailure>().map(|f| f.0),
         error_code: response.extensions().get::<ErrorInfo>().map(|e| e.code),
         report,
-        span: span.clone(),
+        scope: scope.clone(),
         _in_flight: in_flight,
     };
-    body_guard::hold(response, line, span)
+    body_guard::hold(response, line, scope)
 }
 
 /// The request's log line, written when dropped: with the response body.
@@ -100,7 +98,7 @@ struct Line {
     auth_failure: Option<&'static str>,
     error_code: Option<&'static str>,
     report: Arc<StreamReport>,
-    span: Span,
+    scope: Scope,
     /// Released after the line is written, with the body.
     _in_flight: InFlight,
 }
@@ -125,28 +123,29 @@ impl Drop for Line {
             .and_then(|end| end.cost_usd)
             .or(audit.and_then(Served::cost_usd));
         let flags = self.report.flags.joined();
-        let _entered = self.span.enter();
-        tracing::info!(
-            target: "chatgate::request",
-            request_id = %self.request_id,
-            method = self.method,
-            route = %self.route,
-            status = self.status,
-            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
-            client_ip = self.client_ip.map(tracing::field::display),
-            key_id = self.key_id.as_deref(),
-            user_hash = self.user_hash.as_deref(),
-            auth_failure = self.auth_failure,
-            model = audit.map(|a| &*a.model),
-            provider = audit.and_then(|a| a.provider.as_deref()),
-            input_tokens = usage.map(|u| u.input_tokens),
-            output_tokens = usage.map(|u| u.output_tokens),
-            cost_usd,
-            degraded = audit.map(|a| a.degraded),
-            flags = flags.as_deref(),
-            outcome = outcome.as_str(),
-            "request"
-        );
+        self.scope.in_scope(|| {
+            tracing::info!(
+                target: "chatgate::request",
+                request_id = %self.request_id,
+                method = self.method,
+                route = %self.route,
+                status = self.status,
+                latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+                client_ip = self.client_ip.map(tracing::field::display),
+                key_id = self.key_id.as_deref(),
+                user_hash = self.user_hash.as_deref(),
+                auth_failure = self.auth_failure,
+                model = audit.map(|a| &*a.model),
+                provider = audit.and_then(|a| a.provider.as_deref()),
+                input_tokens = usage.map(|u| u.input_tokens),
+                output_tokens = usage.map(|u| u.output_tokens),
+                cost_usd,
+                degraded = audit.map(|a| a.degraded),
+                flags = flags.as_deref(),
+                outcome = outcome.as_str(),
+                "request"
+            )
+        });
     }
 }
 

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
+use crate::telemetry::Scope;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use super::Attempt;
 use crate::chat::{StreamEvent, Usage};
@@ -57,7 +57,7 @@ const PUMP_BUFFER: usize = 16;
 /// closes the channel, which ends the task and the upstream stream at once.
 pub fn guard(stream: EventStream, deadline: Instant, idle: Duration) -> EventStream {
     let (tx, rx) = tokio::sync::mpsc::channel(PUMP_BUFFER);
-    tokio::spawn(pump(stream, tx, deadline, idle).instrument(tracing::Span::current()));
+    tokio::spawn(Scope::current().instrument(pump(stream, tx, deadline, idle)));
     futures_util::stream::unfold(rx, |mut rx| async move {
         let event = rx.recv().await?;
         Some((event, rx))

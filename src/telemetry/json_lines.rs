@@ -22,6 +22,8 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
+use super::request_scope::RequestTag;
+
 /// A line buffer that grew past this (a huge error text) is dropped after
 /// use rather than kept for the thread's lifetime.
 const KEEP_BUFFER_BYTES: usize = 16 * 1024;
@@ -119,13 +121,15 @@ impl<W> JsonLines<W> {
                 line.extend_from_slice(fields);
             }
             line.push(b'}');
+        } else {
+            RequestTag::with_current(|span| line.extend_from_slice(span));
         }
         line.extend_from_slice(b"}\n");
     }
 }
 
 /// A JSON string, escaped by serde_json (writing to a `Vec` cannot fail).
-fn string(out: &mut Vec<u8>, s: &str) {
+pub(super) fn string(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(out, s);
 }
 
@@ -187,7 +191,7 @@ impl fmt::Display for AsDisplay<'_> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(super) mod tests {
     use std::sync::{Arc, Mutex};
 
     use serde_json::Value;
@@ -198,7 +202,7 @@ mod tests {
 
     /// Lines written by a layer, read back by the test.
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(in crate::telemetry) struct Captured(Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Captured {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -218,7 +222,7 @@ mod tests {
     }
 
     impl Captured {
-        fn lines(&self) -> Vec<String> {
+        pub(in crate::telemetry) fn lines(&self) -> Vec<String> {
             let bytes = self.0.lock().unwrap();
             let text = std::str::from_utf8(&bytes).unwrap();
             text.lines().map(str::to_owned).collect()
