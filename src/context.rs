@@ -4,12 +4,12 @@
 //!
 //! | Type                | Added by (where)                                   | Read by                                              |
 //! |---------------------|----------------------------------------------------|------------------------------------------------------|
-//! | [`ClientIp`]        | `middleware::client_ip::resolve_once` (request)    | `request_log` (line), `rate_limit::per_ip` (bucket)  |
+//! | [`ClientIp`]        | `client_ip::resolve_once`, from `request_log` (request) | `request_log` (line), `rate_limit::per_ip` (bucket)  |
 //! | [`Arrival`]         | `request_log::log_request` (request)               | `routes::extract` → [`Ctx::started`] (deadlines)     |
 //! | `Arc<StreamReport>` | `request_log::log_request` (request)               | `dispatch` fills it; `request_log` reads it at body end |
-//! | [`KeyId`]           | `auth::require_key` (request and response)         | `rate_limit::per_key`, [`Ctx`], `request_log`        |
-//! | [`EndUser`]         | `auth::require_key`, for a JWT (request and response) | `rate_limit::per_key` (per-subject bucket), [`Ctx::end_user`], `request_log` (`user_hash`) |
-//! | [`AuthFailure`]     | `auth::require_key` (a 401 response)               | `request_log` (`auth_failure`)                       |
+//! | [`KeyId`]           | `auth::admit` (request), `api_guards` (response)   | `rate_limit::per_key`, [`Ctx`], `request_log`        |
+//! | [`EndUser`]         | `auth::admit`, for a JWT (request), `api_guards` (response) | `rate_limit::per_key` (per-subject bucket), [`Ctx::end_user`], `request_log` (`user_hash`) |
+//! | [`AuthFailure`]     | `auth::admit` (a 401 response)                     | `request_log` (`auth_failure`)                       |
 //! | [`Served`]          | `routes::finish`, `dispatch::Refusal` (response)   | `request_log` (model, provider, tokens, cost, degraded) |
 //! | [`ErrorInfo`]       | `ApiError::into_response`, `error_body` (response) | `error_body` (JSON body), `request_log` (outcome)    |
 //!

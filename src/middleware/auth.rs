@@ -7,9 +7,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::HeaderMap;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -119,22 +118,40 @@ async fn authenticate(keys: &KeyStore, headers: &HeaderMap) -> Result<Principal,
     Err("unknown_key")
 }
 
-/// Refuses requests without a valid client key or JWT (401 + `WWW-Authenticate: Bearer`).
-pub async fn require_key(
-    State((keys, audit)): State<(Arc<KeyStore>, Option<Audit>)>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    if !keys.enabled {
-        return next.run(req).await;
+/// A request's admitted principal, for the response's extensions too (the
+/// request log reads them there, whatever answered below).
+pub struct Admitted {
+    id: Arc<str>,
+    user: Option<EndUser>,
+}
+
+impl Admitted {
+    pub fn mark(self, response: &mut Response) {
+        response.extensions_mut().insert(KeyId(self.id));
+        if let Some(user) = self.user {
+            response.extensions_mut().insert(user);
+        }
     }
-    let principal = match authenticate(&keys, req.headers()).await {
+}
+
+/// Admits a request with a valid client key or JWT, putting its [`KeyId`]
+/// (and a JWT's [`EndUser`]) into its extensions; `None` when auth is off.
+/// Refused: 401 + `WWW-Authenticate: Bearer`, with an [`AuthFailure`].
+pub async fn admit(
+    keys: &KeyStore,
+    audit: Option<&Audit>,
+    req: &mut Request,
+) -> Result<Option<Admitted>, Response> {
+    if !keys.enabled {
+        return Ok(None);
+    }
+    let principal = match authenticate(keys, req.headers()).await {
         Ok(principal) => principal,
         Err(reason) => {
-            audit_failure(&req, audit.as_ref(), reason);
+            audit_failure(req, audit, reason);
             let mut response = ApiError::Unauthorized.into_response();
             response.extensions_mut().insert(AuthFailure(reason));
-            return response;
+            return Err(response);
         }
     };
     let (id, user) = match principal {
@@ -145,12 +162,7 @@ pub async fn require_key(
     if let Some(user) = &user {
         req.extensions_mut().insert(user.clone());
     }
-    let mut response = next.run(req).await;
-    response.extensions_mut().insert(KeyId(id));
-    if let Some(user) = user {
-        response.extensions_mut().insert(user);
-    }
-    response
+    Ok(Some(Admitted { id, user }))
 }
 
 /// The key id of the request's static key (admin keys), or 401 with an

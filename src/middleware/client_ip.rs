@@ -1,34 +1,26 @@
 //! The client IP: the socket's peer, unless that peer is a trusted proxy; then
 //! the rightmost `X-Forwarded-For` hop that is not itself a trusted proxy.
 //! A client can never choose its own rate-limit key. Resolved once per
-//! request, by its own layer, into the [`ClientIp`] extension.
+//! request, by the request log's layer, into the [`ClientIp`] extension.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::HeaderMap;
-use axum::middleware::Next;
-use axum::response::Response;
 use ipnet::IpNet;
 
 use crate::context::ClientIp;
 
-/// Puts the request's [`ClientIp`] into its extensions (none without a
-/// socket peer, as for an app driven in process without `ConnectInfo`).
-pub async fn resolve_once(
-    State(proxies): State<Arc<[IpNet]>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+/// Puts the request's [`ClientIp`] into its extensions, and returns it (none
+/// without a socket peer, as for an app driven in process without `ConnectInfo`).
+/// Called once per request, by `request_log`.
+pub fn resolve_once(req: &mut Request, proxies: &[IpNet]) -> Option<IpAddr> {
     let ip = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| resolve(peer.ip(), req.headers(), &proxies));
-    if let Some(ip) = ip {
-        req.extensions_mut().insert(ClientIp(ip));
-    }
-    next.run(req).await
+        .map(|ConnectInfo(peer)| resolve(peer.ip(), req.headers(), proxies))?;
+    req.extensions_mut().insert(ClientIp(ip));
+    Some(ip)
 }
 
 fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {

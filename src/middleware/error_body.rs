@@ -9,8 +9,9 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
+use super::header_limit;
 use crate::error::{ApiError, ErrorInfo, anthropic_error_json, error_json};
 use crate::headers;
 use crate::routes::paths;
@@ -26,7 +27,11 @@ fn is_json(response: &Response) -> bool {
 pub async fn render_errors(req: Request, next: Next) -> Response {
     let request_id = headers::request_id(req.headers()).map(str::to_owned);
     let anthropic = paths::speaks_anthropic(req.uri().path());
-    let mut response = next.run(req).await;
+    let mut response = if header_limit::oversized(&req) {
+        ApiError::HeadersTooLarge.into_response()
+    } else {
+        next.run(req).await
+    };
     if anthropic
         && let Some(id) = request_id
             .as_deref()

@@ -3,10 +3,6 @@
 //! so only a head too large to parse at all gets hyper's bodiless 431.
 
 use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-
-use crate::error::ApiError;
 
 /// The most header bytes (names and values) a request may carry: ample for
 /// any real client (cookies, tokens), far below what would cost memory.
@@ -20,9 +16,7 @@ fn header_bytes(req: &Request) -> usize {
         .sum()
 }
 
-pub async fn refuse_oversized(req: Request, next: Next) -> Response {
-    if header_bytes(&req) > MAX_HEADER_BYTES {
-        return ApiError::HeadersTooLarge.into_response();
-    }
-    next.run(req).await
+/// Whether `req` gets `ApiError::HeadersTooLarge` (by `error_body`, the layer that renders errors).
+pub fn oversized(req: &Request) -> bool {
+    header_bytes(req) > MAX_HEADER_BYTES
 }

@@ -25,6 +25,7 @@
 //!   layer, so for a chat its own timeout normally answers first (also 504)
 //!   and the interaction log still gets its line.
 
+mod api_guards;
 pub mod auth;
 pub mod body_guard;
 pub mod client_ip;
@@ -36,7 +37,6 @@ pub mod request_id;
 pub mod request_log;
 
 use std::any::Any;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -44,7 +44,6 @@ use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
-use ipnet::IpNet;
 use tower::{BoxError, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
@@ -93,15 +92,11 @@ pub fn stack(router: Router<AppState>, state: &AppState) -> Router<AppState> {
         .layer(axum::middleware::map_request(request_id::drop_invalid))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
-        // 5. The client IP, resolved once (trusted proxies' X-Forwarded-For) for
-        //    the log line and the per-IP limit below.
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::<[IpNet]>::from(server.trusted_proxies.as_slice()),
-            client_ip::resolve_once,
-        ))
-        // 6. One log event + metrics per request, and the span carrying request_id;
-        //    outside everything that can answer, so it sees the final status.
-        //    Holds the in-flight gauge until the response body ends.
+        // 5–6. The client IP, resolved once (trusted proxies' X-Forwarded-For)
+        //    for the log line and the per-IP limit below; then one log event +
+        //    metrics per request, and the scope carrying request_id; outside
+        //    everything that can answer, so it sees the final status. Holds
+        //    the in-flight gauge until the response body ends.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             request_log::log_request,
@@ -111,11 +106,10 @@ pub fn stack(router: Router<AppState>, state: &AppState) -> Router<AppState> {
         //    the response's map instead of a layer per header.
         // 8. CORS answers preflights itself, before auth; absent when no origin is configured.
         .option_layer(cors(&server.cors_allowed_origins))
-        // 9. Every error below becomes the contract's JSON with the request id.
+        // 9–10. Every error below becomes the contract's JSON with the request
+        //     id; headers over MAX_HEADER_BYTES get a 431 here, before the body
+        //     limit and the handlers (nothing reads such a request).
         .layer(axum::middleware::from_fn(error_body::render_errors))
-        // 10. Headers over MAX_HEADER_BYTES: 431 with the contract's JSON (above
-        //     the body limit and the handlers: nothing reads such a request).
-        .layer(axum::middleware::from_fn(header_limit::refuse_oversized))
         // 11. A panic becomes a JSON 500 and the server lives on.
         .layer(CatchPanicLayer::custom(panic_response))
         // 12. Timeout to the response headers (504; a stream's body is bounded
@@ -138,21 +132,10 @@ pub fn stack(router: Router<AppState>, state: &AppState) -> Router<AppState> {
 /// key are limited too) → auth → per-key limit. Applied with `route_layer`,
 /// so unknown paths stay 404.
 pub fn api_guards(router: Router<AppState>, state: &AppState) -> Router<AppState> {
-    router.route_layer(
-        ServiceBuilder::new()
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                rate_limit::per_ip,
-            ))
-            .layer(axum::middleware::from_fn_with_state(
-                (state.keys.clone(), state.audit.clone()),
-                auth::require_key,
-            ))
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                rate_limit::per_key,
-            )),
-    )
+    router.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        api_guards::guard,
+    ))
 }
 
 /// The security headers of layer 7 on `headers`: a route's own are kept,

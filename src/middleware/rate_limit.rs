@@ -2,9 +2,7 @@
 //! configured `Limiter` (memory or Redis). 429 carries `Retry-After` in whole
 //! seconds and a message naming the limit (per-IP, per-key or per-user).
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::Extensions;
 
 use crate::context::{ClientIp, EndUser, KeyId};
 use crate::error::{ApiError, RateLimitScope};
@@ -31,34 +29,26 @@ async fn enforce(state: &AppState, bucket: Bucket<'_>) -> Result<(), ApiError> {
 }
 
 /// The client IP's bucket (IPv6 by prefix; before auth, so unauthenticated floods are limited too).
-pub async fn per_ip(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    if let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>().copied() {
+pub async fn per_ip(state: &AppState, request: &Extensions) -> Result<(), ApiError> {
+    if let Some(ClientIp(ip)) = request.get::<ClientIp>().copied() {
         let bucket = Bucket::client_ip(ip, state.config.rate_limit.ipv6_prefix);
-        enforce(&state, bucket).await?;
+        enforce(state, bucket).await?;
     }
-    Ok(next.run(req).await)
+    Ok(())
 }
 
 /// The client key's bucket, for keys with a `requests_per_minute`; for a
 /// JWT, also the end user's bucket, for IdPs with a per-subject rate.
-pub async fn per_key(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    if let Some(KeyId(id)) = req.extensions().get::<KeyId>() {
-        enforce(&state, Bucket::Key(id)).await?;
+pub async fn per_key(state: &AppState, request: &Extensions) -> Result<(), ApiError> {
+    if let Some(KeyId(id)) = request.get::<KeyId>() {
+        enforce(state, Bucket::Key(id)).await?;
     }
-    if let Some(user) = req.extensions().get::<EndUser>() {
+    if let Some(user) = request.get::<EndUser>() {
         let bucket = Bucket::User {
             idp: &user.idp,
             user: &user.hash,
         };
-        enforce(&state, bucket).await?;
+        enforce(state, bucket).await?;
     }
-    Ok(next.run(req).await)
+    Ok(())
 }

@@ -16,10 +16,10 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tokio::time::Instant;
 
-use super::body_guard;
+use super::{body_guard, client_ip};
 use crate::config::Profile;
 use crate::context::{
-    Arrival, AuthFailure, ClientIp, EndUser, ErrorInfo, KeyId, Outcome, Served, StreamReport,
+    Arrival, AuthFailure, EndUser, ErrorInfo, KeyId, Outcome, Served, StreamReport,
 };
 use crate::headers;
 use crate::meters::method_label;
@@ -36,7 +36,7 @@ pub async fn log_request(State(state): State<AppState>, mut req: Request, next: 
             .map(MatchedPath::as_str),
     );
     let request_id = headers::request_id(req.headers()).unwrap_or("").to_owned();
-    let client_ip = req.extensions().get::<ClientIp>().map(|ClientIp(ip)| *ip);
+    let client_ip = client_ip::resolve_once(&mut req, &state.config.server.trusted_proxies);
     let report = Arc::new(StreamReport::default());
     req.extensions_mut().insert(Arrival(started));
     req.extensions_mut().insert(report.clone());
