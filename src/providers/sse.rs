@@ -183,8 +183,13 @@ impl Decoder {
             }
             None => (line, &[][..]),
         };
-        // Line endings are ASCII, so a line is always whole UTF-8 if the stream is.
-        let value = String::from_utf8_lossy(value);
+        // Line endings are ASCII, so a line is always whole UTF-8 if the stream
+        // is. `from_utf8` first: its ASCII fast path is several times quicker
+        // than the lossy decoder's, which only a broken line needs.
+        let value = match std::str::from_utf8(value) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(value),
+        };
         match field {
             b"event" => {
                 if self.data.len() + value.len() > self.limits.event {
@@ -346,6 +351,19 @@ mod tests {
             name: name.to_owned().into(),
             data: data.into(),
         }
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_read_with_replacement_characters() {
+        let (events, err) = decode(
+            Limits::UPSTREAM,
+            &[b"data: caf\xc3\n\ndata: ok \xc3\xa9\n\n"],
+        );
+        assert_eq!(err, None);
+        assert_eq!(
+            events,
+            [ev("message", "caf\u{fffd}"), ev("message", "ok \u{e9}")]
+        );
     }
 
     #[test]
