@@ -547,9 +547,51 @@ struct Chunks {
     id: String,
     created: u64,
     model: std::sync::Arc<str>,
+    /// What every text chunk holds before its text (see [`Chunks::text`]).
+    text_head: String,
 }
 
+/// What a text chunk holds after its text: `Chunk`'s fields after `content`
+/// when the delta has nothing else, as serde writes them.
+const TEXT_TAIL: &str = r#"},"logprobs":null,"finish_reason":null}]}"#;
+
 impl Chunks {
+    fn new(id: String, created: u64, model: std::sync::Arc<str>) -> Self {
+        // `Chunk` as serde writes it, up to a text delta's content.
+        let mut head = Vec::with_capacity(128 + id.len() + model.len());
+        head.extend_from_slice(br#"{"id":"#);
+        write_json_str(&mut head, &id);
+        head.extend_from_slice(br#","object":"chat.completion.chunk","created":"#);
+        head.extend_from_slice(created.to_string().as_bytes());
+        head.extend_from_slice(br#","model":"#);
+        write_json_str(&mut head, &model);
+        head.extend_from_slice(br#","choices":[{"index":0,"delta":{"content":"#);
+        Self {
+            id,
+            created,
+            model,
+            text_head: String::from_utf8(head).unwrap_or_default(),
+        }
+    }
+
+    /// A text delta, the chunk of nearly every event of a stream: the
+    /// stream's own head written once, then only the text is escaped per
+    /// chunk, into one buffer — no `Chunk` tree serialised for it. The bytes
+    /// are the ones `delta` would write (unit test below).
+    fn text_json(&self, text: &str) -> String {
+        let mut out = Vec::with_capacity(self.text_head.len() + text.len() + TEXT_TAIL.len() + 8);
+        out.extend_from_slice(self.text_head.as_bytes());
+        write_json_str(&mut out, text);
+        out.extend_from_slice(TEXT_TAIL.as_bytes());
+        // Every piece is UTF-8 (the head is, and serde_json writes the
+        // text's own bytes and ASCII escapes), so this never falls back.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    fn text(&self, text: &str) -> Event {
+        Event::default().data(self.text_json(text))
+    }
+
     fn event(&self, choice: Option<ChunkChoice<'_>>, usage: Option<UsageOut<'_>>) -> Event {
         self.chunk(choice, usage, None)
     }
@@ -569,7 +611,12 @@ impl Chunks {
             usage,
             extra,
         };
-        Event::default().json_data(chunk).unwrap_or_default()
+        // Serialised into one string, then copied into the event once: axum's
+        // `json_data` sends each of serde's many small writes through its
+        // newline-splitting writer and grows the event's buffer piece by piece
+        // (the costliest part of a stream before this, in callgrind).
+        serde_json::to_string(&chunk)
+            .map_or_else(|_| Event::default(), |json| Event::default().data(json))
     }
 
     fn delta(&self, delta: Delta<'_>, finish_reason: Option<&'static str>) -> Event {
@@ -616,11 +663,7 @@ pub async fn completions(
     }
 
     let streaming = dispatch::stream(&state, &req, &ctx).await?;
-    let chunks = Chunks {
-        id,
-        created,
-        model: streaming.served.model.clone(),
-    };
+    let chunks = Chunks::new(id, created, streaming.served.model.clone());
     // The first chunk announces the role, as OpenAI's does.
     let opening = chunks.delta(
         Delta {
@@ -630,16 +673,12 @@ pub async fn completions(
         },
         None,
     );
+    // Each event is one chunk, and the last a few more: those go in a `Vec`,
+    // which stays unallocated for the others.
     let events = streaming.events.flat_map(move |event| {
-        let out: Vec<Event> = match event {
-            Ok(StreamEvent::Delta(text)) => vec![chunks.delta(
-                Delta {
-                    content: Some(&text),
-                    ..Delta::default()
-                },
-                None,
-            )],
-            Ok(StreamEvent::Extra { choice, top }) => vec![chunks.extra(&choice, &top)],
+        let (chunk, more): (Event, Vec<Event>) = match event {
+            Ok(StreamEvent::Delta(text)) => (chunks.text(&text), Vec::new()),
+            Ok(StreamEvent::Extra { choice, top }) => (chunks.extra(&choice, &top), Vec::new()),
             Ok(StreamEvent::ToolCall {
                 index,
                 id,
@@ -655,32 +694,31 @@ pub async fn completions(
                         arguments: &arguments,
                     },
                 };
-                vec![chunks.delta(
-                    Delta {
-                        tool_calls: vec![call],
-                        ..Delta::default()
-                    },
-                    None,
-                )]
+                let delta = Delta {
+                    tool_calls: vec![call],
+                    ..Delta::default()
+                };
+                (chunks.delta(delta, None), Vec::new())
             }
             Ok(StreamEvent::Finished {
                 finish_reason: reason,
                 usage,
             }) => {
-                let mut out = vec![chunks.delta(Delta::default(), Some(finish_reason(&reason)))];
+                let last = chunks.delta(Delta::default(), Some(finish_reason(&reason)));
+                let mut more = Vec::with_capacity(2);
                 if include_usage {
-                    out.push(chunks.event(None, Some(usage_out(usage, None))));
+                    more.push(chunks.event(None, Some(usage_out(usage, None))));
                 }
-                out.push(Event::default().data("[DONE]"));
-                out
+                more.push(Event::default().data("[DONE]"));
+                (last, more)
             }
             // An error chunk, then [DONE]: the SDKs raise on a chunk with `error`.
-            Err(error) => vec![
+            Err(error) => (
                 Event::default().data(sse_error_json(&error)),
-                Event::default().data("[DONE]"),
-            ],
+                vec![Event::default().data("[DONE]")],
+            ),
         };
-        futures_util::stream::iter(out.into_iter().map(Ok::<_, Infallible>))
+        futures_util::stream::iter(std::iter::once(chunk).chain(more).map(Ok::<_, Infallible>))
     });
     let events =
         futures_util::stream::once(async move { Ok::<_, Infallible>(opening) }).chain(events);
@@ -688,6 +726,12 @@ pub async fn completions(
         .keep_alive(KeepAlive::default())
         .into_response();
     Ok(finish(response, &streaming.served))
+}
+
+/// `text` as a JSON string, as serde_json writes it (writing to a `Vec`
+/// cannot fail).
+fn write_json_str(out: &mut Vec<u8>, text: &str) {
+    let _ = serde_json::to_writer(out, text);
 }
 
 /// One model, as OpenAI's schema has it.
@@ -764,6 +808,57 @@ mod doc_tests {
                 documented.contains_key(field),
                 "{field} is read but not documented"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod chunk_tests {
+    use super::*;
+
+    /// The chunk `Chunks::delta` serialises for a text delta.
+    fn serialised(chunks: &Chunks, text: &str) -> String {
+        serde_json::to_string(&Chunk {
+            id: &chunks.id,
+            object: "chat.completion.chunk",
+            created: chunks.created,
+            model: &chunks.model,
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta: Delta {
+                    content: Some(text),
+                    ..Delta::default()
+                },
+                logprobs: None,
+                finish_reason: None,
+                extra: None,
+            }],
+            usage: None,
+            extra: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_text_chunk_written_from_the_stream_head_is_the_chunk_serde_writes() {
+        let streams = [
+            Chunks::new("chatcmpl-1".into(), 1_700_000_000, "default".into()),
+            Chunks::new("chatcmpl-\"2\"".into(), 0, "team/model \\ é\u{1}".into()),
+        ];
+        let texts = [
+            "Lisbon",
+            "",
+            " with \"quotes\" and \\ and\nnew\r\nlines\t",
+            "é 日本 🎉 \u{0} \u{1f} \u{7f} \u{2028}",
+        ];
+        for chunks in &streams {
+            for text in texts {
+                let ours = chunks.text_json(text);
+                assert_eq!(ours, serialised(chunks, text));
+                let back: Value = serde_json::from_str(&ours).unwrap();
+                assert_eq!(back["choices"][0]["delta"]["content"], text);
+            }
         }
     }
 }
