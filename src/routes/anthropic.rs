@@ -584,10 +584,7 @@ pub async fn messages(
 }
 
 fn event(name: &'static str, data: &impl Serialize) -> Event {
-    Event::default()
-        .event(name)
-        .json_data(data)
-        .unwrap_or_else(|_| Event::default().event(name))
+    super::json_event(name, data)
 }
 
 /// The data of the events sent for every piece of a stream, written from

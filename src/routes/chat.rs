@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::extract::ApiJson;
-use super::{finish, sse_error};
+use super::{finish, json_event, sse_error};
 use crate::chat::{ChatRequest, Dialect, Role, StreamEvent, Usage, WireMessage};
 use crate::context::{Ctx, Served};
 use crate::dispatch;
@@ -142,17 +142,25 @@ pub async fn chat(
             })
             .map(move |event| -> Result<Event, Infallible> {
                 Ok(match event {
-                    Ok(StreamEvent::Delta(text)) => Event::default()
-                        .event("delta")
-                        .json_data(serde_json::json!({ "content": shown(text) }))
-                        .unwrap_or_default(),
+                    Ok(StreamEvent::Delta(text)) => {
+                        #[derive(serde::Serialize)]
+                        struct Delta {
+                            content: String,
+                        }
+                        json_event(
+                            "delta",
+                            &Delta {
+                                content: shown(text),
+                            },
+                        )
+                    }
                     Ok(StreamEvent::Finished {
                         finish_reason,
                         usage,
-                    }) => Event::default()
-                        .event("done")
-                        .json_data(reply(&id, &served, None, finish_reason.native(), usage))
-                        .unwrap_or_default(),
+                    }) => json_event(
+                        "done",
+                        &reply(&id, &served, None, finish_reason.native(), usage),
+                    ),
                     Err(error) => sse_error(&error),
                     Ok(StreamEvent::ToolCall { .. } | StreamEvent::Extra { .. }) => {
                         Event::default().comment("tool call")
