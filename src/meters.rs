@@ -588,7 +588,8 @@ const MAX_LABEL_SETS: usize = 4096;
 /// The handles of one metric call, each registered once per label set and
 /// found again by the label values, borrowed: the recorder's own lookup
 /// builds a `Key` (a label `Vec`, an `Arc` clone per label) on every call,
-/// which was ≈ 9 % of a request's instructions. A label set seen for the
+/// about half of the ≈ 9 % of a request's instructions its profile row showed
+/// (BENCHMARKS.md, "Metric handles"). A label set seen for the
 /// first time (a model added by a reload, say) registers and is kept; past
 /// [`MAX_LABEL_SETS`] it registers on every call, as before.
 struct Handles<const N: usize, H> {
@@ -614,6 +615,7 @@ impl<const N: usize, H: Clone> Handles<N, H> {
         if let Some((_, handle)) = self.read().find(hash, same) {
             return handle.clone();
         }
+        // Registered with no lock of ours held: the recorder takes its own.
         let handle = register();
         let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
         if table.len() < MAX_LABEL_SETS && table.find(hash, same).is_none() {
