@@ -3,7 +3,7 @@
 //! rate limiter, request parsing and
 //! the upstream body, upstream answer and stream-chunk translation, and one
 //! whole request through the full middleware stack (mock provider, in process,
-//! no sockets). `cargo bench --bench hot_path`; about a minute in all.
+//! no sockets), and the metric calls of a request. `cargo bench --bench hot_path`; about a minute in all.
 //! End-to-end figures over real HTTP come from `bench/run.sh` (BENCHMARKS.md).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -606,6 +606,50 @@ fn cost_control(c: &mut Criterion) {
     drop(app);
 }
 
+/// The metric calls of one plain request (the request's counter and latency,
+/// the attempt's, the tokens), and the same request counter registered the
+/// way every call did before round 5: a `Key` from a label `Vec`, looked up
+/// in the recorder's registry.
+fn meters(c: &mut Criterion) {
+    use metrics::{Key, Label, Recorder};
+    let mut g = c.benchmark_group("metrics");
+    let m = chatgate::meters::Metrics::default();
+    let (provider, model): (Arc<str>, Arc<str>) = (Arc::from("openai"), Arc::from("gpt-4o-mini"));
+    let route = std::borrow::Cow::Borrowed("/v1/chat/completions");
+    g.bench_function("http_request", |b| {
+        b.iter(|| m.http_request("POST", black_box(route.clone()), 200, 0.001))
+    });
+    g.bench_function("upstream_attempt", |b| {
+        b.iter(|| {
+            m.upstream_attempt(
+                black_box(&provider),
+                &model,
+                chatgate::context::Outcome::Success,
+                0.001,
+            )
+        })
+    });
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    static META: metrics::Metadata<'static> =
+        metrics::Metadata::new(module_path!(), metrics::Level::INFO, None);
+    g.bench_function("http_request_counter_by_key", |b| {
+        b.iter(|| {
+            let labels = vec![
+                Label::new("method", "POST"),
+                Label::new("route", black_box("/v1/chat/completions")),
+                Label::new("status", "200"),
+            ];
+            recorder
+                .register_counter(
+                    &Key::from_parts("chatgate_http_requests_total", labels),
+                    &META,
+                )
+                .increment(1)
+        })
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -616,6 +660,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = hot_path;
     config = config();
-    targets = auth, jwt, limiter, request, guard, translate, full_stack, cost_control
+    targets = auth, jwt, limiter, request, guard, translate, full_stack, cost_control, meters
 }
 criterion_main!(hot_path);

@@ -3,7 +3,10 @@
 //! Named `meters` so that `metrics::` always means the `metrics` crate.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::hash::BuildHasher;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use hashbrown::HashTable;
 
 use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{
@@ -92,11 +95,12 @@ const STATUSES: &[(u16, &str)] = &[
     (504, "504"),
 ];
 
-fn status_label(status: u16) -> SharedString {
-    match STATUSES.iter().find(|(code, _)| *code == status) {
-        Some((_, text)) => SharedString::const_str(text),
-        None => SharedString::from(status.to_string()),
-    }
+/// The label of a status in [`STATUSES`].
+fn known_status(status: u16) -> Option<&'static str> {
+    STATUSES
+        .iter()
+        .find(|(code, _)| *code == status)
+        .map(|(_, text)| *text)
 }
 
 static METADATA: Metadata<'static> =
@@ -114,6 +118,8 @@ pub struct Metrics {
     state_errors: Counter,
     interactions_dropped: Counter,
     trace_spans_dropped: Counter,
+    /// The per-request handles, each registered once per label set.
+    handles: Arc<PerRequest>,
     /// The running config's hash: `chatgate_config_info` is rendered from it
     /// (the recorder cannot drop a series, and the old hash must go).
     config_hash: Arc<std::sync::Mutex<String>>,
@@ -205,6 +211,7 @@ impl Metrics {
             state_errors,
             interactions_dropped,
             trace_spans_dropped,
+            handles: Arc::default(),
             config_hash: Arc::default(),
             costs: Arc::default(),
         }
@@ -232,22 +239,47 @@ impl Metrics {
         status: u16,
         seconds: f64,
     ) {
-        let method = SharedString::const_str(method);
-        let route = match route {
-            Cow::Borrowed(known) => SharedString::const_str(known),
-            Cow::Owned(other) => SharedString::from(other),
+        let register = |route: SharedString, status: SharedString| {
+            let method = SharedString::const_str(method);
+            let counter = self.counter(
+                HTTP_REQUESTS,
+                vec![
+                    Label::new("method", method.clone()),
+                    Label::new("route", route.clone()),
+                    Label::new("status", status),
+                ],
+            );
+            let histogram = self.histogram(
+                HTTP_DURATION,
+                vec![Label::new("method", method), Label::new("route", route)],
+            );
+            (counter, histogram)
         };
-        let labels = vec![
-            Label::new("method", method.clone()),
-            Label::new("route", route.clone()),
-            Label::new("status", status_label(status)),
-        ];
-        self.counter(HTTP_REQUESTS, labels).increment(1);
-        self.histogram(
-            HTTP_DURATION,
-            vec![Label::new("method", method), Label::new("route", route)],
-        )
-        .record(seconds);
+        // Only labels from the known tables are kept: an unmatched route or an
+        // odd status registers through the recorder each time, as it did before.
+        let (counter, histogram) = match (&route, known_status(status)) {
+            (Cow::Borrowed(route), Some(text)) => {
+                self.handles.http.get([method, route, text], || {
+                    register(
+                        SharedString::const_str(route),
+                        SharedString::const_str(text),
+                    )
+                })
+            }
+            _ => {
+                let route = match route {
+                    Cow::Borrowed(known) => SharedString::const_str(known),
+                    Cow::Owned(other) => SharedString::from(other),
+                };
+                let status = known_status(status).map_or_else(
+                    || SharedString::from(status.to_string()),
+                    SharedString::const_str,
+                );
+                register(route, status)
+            }
+        };
+        counter.increment(1);
+        histogram.record(seconds);
     }
 
     pub fn upstream_attempt(
@@ -257,52 +289,71 @@ impl Metrics {
         outcome: Outcome,
         seconds: f64,
     ) {
-        let labels = vec![
-            Label::new("provider", SharedString::from(provider.clone())),
-            Label::new("model", SharedString::from(model.clone())),
-            Label::new("outcome", outcome.as_str()),
-        ];
-        self.counter(UPSTREAM_REQUESTS, labels).increment(1);
-        let labels = vec![
-            Label::new("provider", SharedString::from(provider.clone())),
-            Label::new("model", SharedString::from(model.clone())),
-        ];
-        self.histogram(UPSTREAM_DURATION, labels).record(seconds);
+        let outcome = outcome.as_str();
+        let (counter, histogram) = self.handles.upstream.get([provider, model, outcome], || {
+            let counter = self.counter(
+                UPSTREAM_REQUESTS,
+                vec![
+                    Label::new("provider", SharedString::from(provider.clone())),
+                    Label::new("model", SharedString::from(model.clone())),
+                    Label::new("outcome", outcome),
+                ],
+            );
+            let histogram = self.histogram(
+                UPSTREAM_DURATION,
+                vec![
+                    Label::new("provider", SharedString::from(provider.clone())),
+                    Label::new("model", SharedString::from(model.clone())),
+                ],
+            );
+            (counter, histogram)
+        });
+        counter.increment(1);
+        histogram.record(seconds);
     }
 
     pub fn upstream_retry(&self, provider: &Arc<str>) {
-        self.counter(
-            UPSTREAM_RETRIES,
-            vec![Label::new("provider", SharedString::from(provider.clone()))],
-        )
-        .increment(1);
+        let counter = self.handles.retries.get([provider], || {
+            self.counter(
+                UPSTREAM_RETRIES,
+                vec![Label::new("provider", SharedString::from(provider.clone()))],
+            )
+        });
+        counter.increment(1);
     }
 
     pub fn fallback(&self, model: &Arc<str>) {
-        self.counter(
-            FALLBACKS,
-            vec![Label::new("model", SharedString::from(model.clone()))],
-        )
-        .increment(1);
+        let counter = self.handles.fallbacks.get([model], || {
+            self.counter(
+                FALLBACKS,
+                vec![Label::new("model", SharedString::from(model.clone()))],
+            )
+        });
+        counter.increment(1);
     }
 
     pub fn rate_limited(&self, scope: &'static str) {
-        self.counter(RATE_LIMITED, vec![Label::new("scope", scope)])
-            .increment(1);
+        let counter = self.handles.rate_limited.get([scope], || {
+            self.counter(RATE_LIMITED, vec![Label::new("scope", scope)])
+        });
+        counter.increment(1);
     }
 
     pub fn tokens(&self, provider: &Arc<str>, model: &Arc<str>, usage: Usage) {
-        for (kind, n) in [
-            ("input", usage.input_tokens),
-            ("output", usage.output_tokens),
-        ] {
-            let labels = vec![
-                Label::new("provider", SharedString::from(provider.clone())),
-                Label::new("model", SharedString::from(model.clone())),
-                Label::new("kind", kind),
-            ];
-            self.counter(TOKENS, labels).increment(u64::from(n));
-        }
+        let [input, output] = self.handles.tokens.get([provider, model], || {
+            ["input", "output"].map(|kind| {
+                self.counter(
+                    TOKENS,
+                    vec![
+                        Label::new("provider", SharedString::from(provider.clone())),
+                        Label::new("model", SharedString::from(model.clone())),
+                        Label::new("kind", kind),
+                    ],
+                )
+            })
+        });
+        input.increment(u64::from(usage.input_tokens));
+        output.increment(u64::from(usage.output_tokens));
     }
 
     pub fn state_error(&self) {
@@ -429,11 +480,16 @@ impl Metrics {
     }
 
     /// `scope`: `gateway` or `key:<id>`; `window`: `day` or `month`.
-    pub fn budget_used(&self, scope: String, window: &'static str, ratio: f64) {
-        let labels = vec![Label::new("scope", scope), Label::new("window", window)];
-        self.recorder
-            .register_gauge(&Key::from_parts(BUDGET_USED, labels), &METADATA)
-            .set(ratio);
+    pub fn budget_used(&self, scope: &str, window: &'static str, ratio: f64) {
+        let gauge = self.handles.budget_used.get([scope, window], || {
+            let labels = vec![
+                Label::new("scope", scope.to_owned()),
+                Label::new("window", window),
+            ];
+            self.recorder
+                .register_gauge(&Key::from_parts(BUDGET_USED, labels), &METADATA)
+        });
+        gauge.set(ratio);
     }
 
     /// `scope`: `gateway`, `key` or `user`.
@@ -444,11 +500,14 @@ impl Metrics {
 
     /// `result`: `hit`, `miss` or `bypass`.
     pub fn cache_request(&self, model: &Arc<str>, result: &'static str) {
-        let labels = vec![
-            Label::new("model", SharedString::from(model.clone())),
-            Label::new("result", result),
-        ];
-        self.counter(CACHE_REQUESTS, labels).increment(1);
+        let counter = self.handles.cache.get([model, result], || {
+            let labels = vec![
+                Label::new("model", SharedString::from(model.clone())),
+                Label::new("result", result),
+            ];
+            self.counter(CACHE_REQUESTS, labels)
+        });
+        counter.increment(1);
     }
 
     /// The memory cache's size now.
@@ -461,11 +520,13 @@ impl Metrics {
     }
 
     pub fn faq_answer(&self, rule: &Arc<str>) {
-        self.counter(
-            FAQ_ANSWERS,
-            vec![Label::new("rule", SharedString::from(rule.clone()))],
-        )
-        .increment(1);
+        let counter = self.handles.faq.get([rule], || {
+            self.counter(
+                FAQ_ANSWERS,
+                vec![Label::new("rule", SharedString::from(rule.clone()))],
+            )
+        });
+        counter.increment(1);
     }
 
     // Canary variants: labels bounded by the configured models.
@@ -478,17 +539,26 @@ impl Metrics {
         outcome: &'static str,
         seconds: f64,
     ) {
-        let labels = vec![
-            Label::new("model", SharedString::from(model.clone())),
-            Label::new("variant", variant),
-            Label::new("outcome", outcome),
-        ];
-        self.counter(CHAT_REQUESTS, labels).increment(1);
-        let labels = vec![
-            Label::new("model", SharedString::from(model.clone())),
-            Label::new("variant", variant),
-        ];
-        self.histogram(CHAT_DURATION, labels).record(seconds);
+        let (counter, histogram) = self.handles.chat.get([model, variant, outcome], || {
+            let counter = self.counter(
+                CHAT_REQUESTS,
+                vec![
+                    Label::new("model", SharedString::from(model.clone())),
+                    Label::new("variant", variant),
+                    Label::new("outcome", outcome),
+                ],
+            );
+            let histogram = self.histogram(
+                CHAT_DURATION,
+                vec![
+                    Label::new("model", SharedString::from(model.clone())),
+                    Label::new("variant", variant),
+                ],
+            );
+            (counter, histogram)
+        });
+        counter.increment(1);
+        histogram.record(seconds);
     }
 
     /// An audit line dropped because the writer queue was full.
@@ -511,6 +581,83 @@ impl Metrics {
     }
 }
 
+/// Label sets past this many in one [`Handles`] are not kept: the labels are
+/// bounded by the config already, this bounds them whatever a bug lets in.
+const MAX_LABEL_SETS: usize = 4096;
+
+/// The handles of one metric call, each registered once per label set and
+/// found again by the label values, borrowed: the recorder's own lookup
+/// builds a `Key` (a label `Vec`, an `Arc` clone per label) on every call,
+/// about half of the ≈ 9 % of a request's instructions its profile row showed
+/// (BENCHMARKS.md, "Metric handles"). A label set seen for the
+/// first time (a model added by a reload, say) registers and is kept; past
+/// [`MAX_LABEL_SETS`] it registers on every call, as before.
+struct Handles<const N: usize, H> {
+    hasher: hashbrown::DefaultHashBuilder,
+    table: RwLock<HashTable<([Box<str>; N], H)>>,
+}
+
+impl<const N: usize, H> Default for Handles<N, H> {
+    fn default() -> Self {
+        Self {
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            table: RwLock::new(HashTable::new()),
+        }
+    }
+}
+
+impl<const N: usize, H: Clone> Handles<N, H> {
+    /// The handle of `labels`, from `register` the first time.
+    fn get<S: AsRef<str>>(&self, labels: [S; N], register: impl FnOnce() -> H) -> H {
+        let labels = labels.each_ref().map(AsRef::as_ref);
+        let hash = self.hash(&labels);
+        let same = |(kept, _): &([Box<str>; N], H)| kept.iter().map(AsRef::as_ref).eq(labels);
+        if let Some((_, handle)) = self.read().find(hash, same) {
+            return handle.clone();
+        }
+        // Registered with no lock of ours held: the recorder takes its own.
+        let handle = register();
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        if table.len() < MAX_LABEL_SETS && table.find(hash, same).is_none() {
+            table.insert_unique(
+                hash,
+                (labels.map(Box::from), handle.clone()),
+                |(kept, _)| self.hash(&kept.each_ref().map(AsRef::as_ref)),
+            );
+        }
+        handle
+    }
+
+    fn hash(&self, labels: &[&str; N]) -> u64 {
+        self.hasher.hash_one(labels)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashTable<([Box<str>; N], H)>> {
+        self.table.read().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The handles of every metric a request pays for, one [`Handles`] per call.
+#[derive(Default)]
+struct PerRequest {
+    /// (method, route, status): the request counter and latency histogram.
+    http: Handles<3, (Counter, metrics::Histogram)>,
+    /// (provider, model, outcome): the attempt counter and latency histogram.
+    upstream: Handles<3, (Counter, metrics::Histogram)>,
+    /// (provider, model): the input and output token counters.
+    tokens: Handles<2, [Counter; 2]>,
+    /// (model, variant, outcome): the chat counter and duration histogram.
+    chat: Handles<3, (Counter, metrics::Histogram)>,
+    /// (model, result).
+    cache: Handles<2, Counter>,
+    /// (scope, window).
+    budget_used: Handles<2, Gauge>,
+    retries: Handles<1, Counter>,
+    fallbacks: Handles<1, Counter>,
+    rate_limited: Handles<1, Counter>,
+    faq: Handles<1, Counter>,
+}
+
 /// A label value in the text format: `\\`, `"` and newlines escaped.
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -521,5 +668,76 @@ fn escape(v: &str) -> String {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    #[test]
+    fn a_label_set_registers_once_and_is_found_again_by_its_values() {
+        let handles: Handles<2, Counter> = Handles::default();
+        let registered = Cell::new(0);
+        let register = || {
+            registered.set(registered.get() + 1);
+            Counter::noop()
+        };
+        let model: Arc<str> = Arc::from("m1");
+        let _ = handles.get([&*model, "hit"], register);
+        let _ = handles.get([String::from("m1"), String::from("hit")], register);
+        assert_eq!(registered.get(), 1, "the same values find the kept handle");
+        let _ = handles.get(["m1", "miss"], register);
+        let _ = handles.get(["m2", "hit"], register);
+        assert_eq!(registered.get(), 3, "other values are other label sets");
+    }
+
+    #[test]
+    fn past_the_bound_a_label_set_registers_on_every_call_and_is_not_kept() {
+        let handles: Handles<1, Counter> = Handles::default();
+        for n in 0..MAX_LABEL_SETS {
+            let _ = handles.get([n.to_string()], Counter::noop);
+        }
+        let registered = Cell::new(0);
+        for _ in 0..3 {
+            let _ = handles.get(["one too many"], || {
+                registered.set(registered.get() + 1);
+                Counter::noop()
+            });
+        }
+        assert_eq!(registered.get(), 3);
+        assert_eq!(handles.read().len(), MAX_LABEL_SETS);
+    }
+
+    #[test]
+    fn kept_handles_count_into_the_series_the_recorder_renders_and_odd_labels_still_count() {
+        let metrics = Metrics::new();
+        for _ in 0..2 {
+            metrics.http_request("GET", Cow::Borrowed("/v1/models"), 200, 0.001);
+        }
+        metrics.http_request("GET", Cow::Borrowed("/v1/models"), 418, 0.001);
+        metrics.http_request("GET", Cow::Owned("/odd".into()), 200, 0.001);
+        metrics.http_request("GET", Cow::Owned("/odd".into()), 200, 0.001);
+        let (p, m): (Arc<str>, Arc<str>) = (Arc::from("p"), Arc::from("m"));
+        let usage = Usage {
+            input_tokens: 3,
+            output_tokens: 4,
+        };
+        metrics.tokens(&p, &m, usage);
+        metrics.tokens(&p, &m, usage);
+        metrics.upkeep();
+        let text = metrics.render();
+        for line in [
+            r#"chatgate_http_requests_total{method="GET",route="/v1/models",status="200"} 2"#,
+            r#"chatgate_http_requests_total{method="GET",route="/v1/models",status="418"} 1"#,
+            r#"chatgate_http_requests_total{method="GET",route="/odd",status="200"} 2"#,
+            r#"chatgate_http_request_duration_seconds_count{method="GET",route="/v1/models"} 3"#,
+            r#"chatgate_tokens_total{provider="p",model="m",kind="input"} 6"#,
+            r#"chatgate_tokens_total{provider="p",model="m",kind="output"} 8"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 }

@@ -420,7 +420,7 @@ impl Budgets {
             }
         }
         for (label, window, ratio) in ratios {
-            self.metrics.budget_used(label, window.as_str(), ratio);
+            self.metrics.budget_used(&label, window.as_str(), ratio);
         }
     }
 }

@@ -87,6 +87,43 @@ async fn an_admin_reload_applies_a_changed_system_prompt_to_what_the_upstream_re
     assert_eq!(after["models"]["default"]["system_prompt"], "New prompt.");
 }
 
+/// The upstream attempts, tokens and chats `/metrics` shows for `model` on target `p:upstream`.
+fn model_counts(m: &str, model: &str, upstream: &str) -> [f64; 3] {
+    let target = [("provider", "p"), ("model", upstream)];
+    [
+        metric(m, "chatgate_upstream_requests_total", &target),
+        metric(m, "chatgate_tokens_total", &target),
+        metric(m, "chatgate_chat_requests_total", &[("model", model)]),
+    ]
+}
+
+#[tokio::test]
+async fn a_model_added_by_a_reload_is_counted_under_its_own_series_and_the_old_ones_keep_counting()
+{
+    let up = Upstream::openai().await;
+    let first = format!("{}{}", admin_toml(), model_toml(&up, "P."));
+    let r = Reloadable::start(&first).await;
+    let chat = |model: &'static str| {
+        up.push([Reply::text("hi")]);
+        r.app.chat(json!({"model": model, "messages": say("x")}))
+    };
+    assert_eq!(chat("default").await.status(), 200);
+
+    r.write(&format!("{first}[models.second]\ntargets = [\"p:m2\"]\n"));
+    let (status, body) = r.reload().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(chat("second").await.status(), 200);
+    assert_eq!(chat("second").await.status(), 200);
+    assert_eq!(chat("default").await.status(), 200);
+
+    let m = r.app.metrics().await;
+    let [attempts, tokens, chats] = model_counts(&m, "second", "m2");
+    assert_eq!((attempts, chats), (2.0, 2.0), "{m}");
+    assert!(tokens > 0.0, "{m}");
+    let [attempts, _, chats] = model_counts(&m, "default", "m1");
+    assert_eq!((attempts, chats), (2.0, 2.0), "{m}");
+}
+
 #[tokio::test]
 async fn an_invalid_reload_changes_nothing_and_lists_every_problem() {
     let up = Upstream::openai().await;
