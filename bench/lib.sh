@@ -167,9 +167,11 @@ PORTKEY_VERSION=$(sed -n 's/.*"@portkey-ai\/gateway": "\([^"]*\)".*/\1/p' "$HERE
 
 LITELLM_VERSION=${LITELLM_VERSION:-1.106.2}
 ensure_litellm() {
-  [[ -x "$HERE/.venv/bin/litellm" ]] && return 0
+  # A venv that was moved keeps its old interpreter path in every script:
+  # its pip no longer runs, and it is installed afresh.
+  [[ -x "$HERE/.venv/bin/litellm" ]] && "$HERE/.venv/bin/pip" --version >/dev/null 2>&1 && return 0
   log "installing litellm[proxy]==$LITELLM_VERSION into bench/.venv"
-  python3 -m venv "$HERE/.venv"
+  python3 -m venv --clear "$HERE/.venv"
   "$HERE/.venv/bin/pip" install -q "litellm[proxy]==$LITELLM_VERSION"
 }
 

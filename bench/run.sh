@@ -201,7 +201,9 @@ redis_cpu=$(($(cpu_ticks "$REDIS_SID") - redis_before))
 forget "$CG_PID"
 
 # ---- 9. peers: same upstream, same load
+PEERS_RAN=()
 if [[ $WITH_PORTKEY == 1 ]] && start_portkey; then
+  PEERS_RAN+=(portkey)
   BENCH_HEADERS=$PK_JSON_HEADERS BENCH_STREAM_HEADERS=$PK_SSE_HEADERS \
     all_loads portkey "$PK_URL" "$PK_URL" sk-upstream-fake "$DIRECT_STREAM_BODY" "$PK_SID"
   printf 'portkey (for comparison)\t%s\tevery Portkey process, after its runs\n' \
@@ -209,6 +211,7 @@ if [[ $WITH_PORTKEY == 1 ]] && start_portkey; then
   forget "$PK_SID"
 fi
 if [[ $WITH_LITELLM == 1 ]] && start_litellm; then
+  PEERS_RAN+=(litellm)
   all_loads litellm "$LL_URL" "$LL_URL" "$LL_KEY" "$STREAM_BODY" "$LL_SID"
   printf 'litellm (for comparison)\t%s\tevery LiteLLM process, after its runs\n' \
     "$(ps -o rss= -s "$LL_SID" | awk '{s += $1} END {print s}')" >>"$MEM_TSV"
@@ -228,7 +231,12 @@ REPORT="$RESULTS/$STAMP.md"
   echo "- machine: $(nproc) cores, $(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1), $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM"
   echo "- commit built: $COMMIT; binary: ${CHATGATE_BIN#"$ROOT"/}"
   echo "- quiet machine: $QUIET; load average at start: $LOAD_AT_START; run took $(($(date +%s) - STARTED_AT)) s"
-  echo "- peers: $([[ $WITH_PORTKEY == 1 ]] && echo "Portkey gateway $PORTKEY_VERSION (Node $(node --version))" || echo "no Portkey"), $([[ $WITH_LITELLM == 1 ]] && echo "LiteLLM $LITELLM_VERSION (1 worker)" || echo "no LiteLLM")"
+  peer() { # name asked description
+    if [[ " ${PEERS_RAN[*]} " == *" $1 "* ]]; then echo "$3"
+    elif [[ $2 == 1 ]]; then echo "$1 asked for but did not start (its log's end is in the run's output)"
+    else echo "no $1"; fi
+  }
+  echo "- peers: $(peer portkey "$WITH_PORTKEY" "Portkey gateway $PORTKEY_VERSION (Node $(node --version 2>/dev/null))"), $(peer litellm "$WITH_LITELLM" "LiteLLM $LITELLM_VERSION (1 worker)")"
   echo "- load: wrk (closed loop) and oha $OHA_VERSION (open loop, ${OPEN_RATE}/s), ${DURATION}s per run after a ${WARMUP}s warm-up, POST .../chat/completions; upstream: nginx, fixed answer"
   echo
   echo "## Summary: each figure and its ratio to bare nginx proxy_pass (same run)"
