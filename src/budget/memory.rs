@@ -74,7 +74,7 @@ impl MemorySpend {
     pub fn read_now(&self, counters: &[Counter]) -> Vec<f64> {
         counters
             .iter()
-            .map(|c| self.counters.get(&c.key).map_or(0.0, |s| s.total()))
+            .map(|c| self.counters.get(&*c.key).map_or(0.0, |s| s.total()))
             .collect()
     }
 
@@ -85,7 +85,7 @@ impl MemorySpend {
             .map(|(c, amount)| {
                 // `get_with` inserts a counter once (one initialiser per
                 // key at a time); from then on each add is one atomic.
-                let spent = self.counters.get_with_by_ref(&c.key, || {
+                let spent = self.counters.get_with_by_ref(&*c.key, || {
                     Arc::new(Spent {
                         total: AtomicU64::new(0f64.to_bits()),
                         ttl: c.ttl,

@@ -17,8 +17,8 @@ pub use redis::RedisSpend;
 pub use window::{Period, Window, period};
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
@@ -50,7 +50,7 @@ pub struct Counter {
     /// `chatgate:spend:{<scope>}:<window>:<period>:<unit>`: the hash tag puts
     /// every counter of one scope in one Redis Cluster slot, and different
     /// scopes (keys, users) on different masters.
-    pub key: String,
+    pub key: Arc<str>,
     pub unit: Unit,
     /// Until the window ends (the store may keep it a little longer).
     pub ttl: Duration,
@@ -191,6 +191,54 @@ pub struct Budgets {
     store: Arc<dyn SpendStore>,
     clock: Clock,
     metrics: Metrics,
+    /// The bounded scopes' counters of the current UTC day, built once.
+    today: Mutex<Option<Arc<Today>>>,
+}
+
+/// The counter of each gateway and per-key cap for one UTC day, in the
+/// caps' order: built with three `format!`s per counter per request (check
+/// and record) they were ≈ 10 % of a priced request's instructions. A day
+/// fixes every label (a month changes on a day boundary too) and every
+/// window's end. End users' counters, unbounded, are built each time.
+struct Today {
+    day: u64,
+    gateway: Vec<Built>,
+    keys: HashMap<String, Vec<Built>>,
+}
+
+/// One cap's counter key and when its window ends.
+struct Built {
+    key: Arc<str>,
+    ends: SystemTime,
+}
+
+impl Built {
+    fn of(scope: Scope<'_>, cap: Cap, now: SystemTime) -> Self {
+        let p = period(cap.window, now);
+        Self {
+            key: counter_key(scope, cap, &p),
+            ends: now + p.remaining,
+        }
+    }
+}
+
+/// `chatgate:spend:{<scope>}:<window>:<period>:<unit>`.
+fn counter_key(scope: Scope<'_>, cap: Cap, p: &Period) -> Arc<str> {
+    let unit = match cap.unit {
+        Unit::Usd => "usd",
+        Unit::Tokens => "tokens",
+    };
+    format!(
+        "chatgate:spend:{{{}}}:{}:{}:{unit}",
+        scope.key_part(),
+        cap.window.as_str(),
+        p.label
+    )
+    .into()
+}
+
+fn day_of(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() / 86_400
 }
 
 impl Budgets {
@@ -216,7 +264,38 @@ impl Budgets {
             store,
             clock,
             metrics,
+            today: Mutex::new(None),
         }
+    }
+
+    /// The bounded scopes' counters for `now`'s day (built on its first request).
+    fn today(&self, now: SystemTime) -> Arc<Today> {
+        let day = day_of(now);
+        let mut kept = self
+            .today
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(today) = kept.as_ref().filter(|t| t.day == day) {
+            return today.clone();
+        }
+        let today = Arc::new(Today {
+            day,
+            gateway: self
+                .gateway
+                .iter()
+                .map(|c| Built::of(Scope::Gateway, *c, now))
+                .collect(),
+            keys: self
+                .keys
+                .iter()
+                .map(|(id, caps)| {
+                    let built = caps.iter().map(|c| Built::of(Scope::Key(id), *c, now));
+                    (id.clone(), built.collect())
+                })
+                .collect(),
+        });
+        *kept = Some(today.clone());
+        today
     }
 
     /// Every budget of this request, at this moment.
@@ -226,12 +305,34 @@ impl Budgets {
         end_user: Option<&'a str>,
     ) -> Vec<Applied<'a>> {
         let now = (self.clock)();
-        let mut scoped: Vec<(Scope<'a>, Cap)> =
-            self.gateway.iter().map(|c| (Scope::Gateway, *c)).collect();
-        if let Some(id) = key_id {
-            for c in self.keys.get(id).into_iter().flatten() {
-                scoped.push((Scope::Key(id), *c));
+        let today = self.today(now);
+        let kept = |scope: Scope<'a>, cap: Cap, built: &Built| {
+            let remaining = built.ends.duration_since(now).unwrap_or_default();
+            Applied {
+                scope,
+                cap,
+                counter: Counter {
+                    key: built.key.clone(),
+                    unit: cap.unit,
+                    ttl: remaining,
+                },
+                remaining,
             }
+        };
+        let mut applied: Vec<Applied<'a>> = self
+            .gateway
+            .iter()
+            .zip(&today.gateway)
+            .map(|(cap, built)| kept(Scope::Gateway, *cap, built))
+            .collect();
+        if let Some(id) = key_id
+            && let (Some(caps), Some(built)) = (self.keys.get(id), today.keys.get(id))
+        {
+            applied.extend(
+                caps.iter()
+                    .zip(built)
+                    .map(|(cap, built)| kept(Scope::Key(id), *cap, built)),
+            );
         }
         if let (Some(cap), Some(user)) = (self.per_user_tokens_per_day, end_user) {
             // Without auth there is no key id: users share one anonymous key scope.
@@ -241,9 +342,9 @@ impl Budgets {
                 unit: Unit::Tokens,
                 cap,
             };
-            scoped.push((Scope::User { key, user }, cap));
+            applied.extend(self.counted(vec![(Scope::User { key, user }, cap)], now));
         }
-        self.counted(scoped, now)
+        applied
     }
 
     /// Each scoped cap with its counter for the window containing `now`.
@@ -252,17 +353,8 @@ impl Budgets {
             .into_iter()
             .map(|(scope, cap)| {
                 let p = period(cap.window, now);
-                let unit = match cap.unit {
-                    Unit::Usd => "usd",
-                    Unit::Tokens => "tokens",
-                };
                 let counter = Counter {
-                    key: format!(
-                        "chatgate:spend:{{{}}}:{}:{}:{unit}",
-                        scope.key_part(),
-                        cap.window.as_str(),
-                        p.label
-                    ),
+                    key: counter_key(scope, cap, &p),
                     unit: cap.unit,
                     ttl: p.remaining,
                 };

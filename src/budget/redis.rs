@@ -65,7 +65,7 @@ impl RedisSpend {
 impl SpendStore for RedisSpend {
     fn read<'a>(&'a self, counters: &'a [Counter]) -> BoxFuture<'a, Result<Vec<f64>, Unavailable>> {
         async move {
-            let keys: Vec<&str> = counters.iter().map(|c| c.key.as_str()).collect();
+            let keys: Vec<&str> = counters.iter().map(|c| &*c.key).collect();
             let shared = self
                 .link
                 .run(|mut conn| async move {
@@ -96,7 +96,7 @@ impl SpendStore for RedisSpend {
                 let mut invocation = self.script.prepare_invoke();
                 for &i in &group {
                     let c = &counters[i];
-                    invocation.key(&c.key);
+                    invocation.key(c.key.as_ref());
                     match c.unit {
                         // Token amounts are whole numbers.
                         Unit::Tokens => invocation.arg(format!("{:.0}", amounts[i])).arg("t"),
