@@ -19,7 +19,8 @@
 # BENCH_OVERLAY=spend (prices + budgets) or features (every feature on; the
 # body is the same every time, so the cache hits after the first) layers one
 # of run.sh's row configs over the bench config.
-# With KEEP=dir the callgrind files are kept there (for callgrind_annotate).
+# With KEEP=dir the callgrind files are kept there: bench/callgrind_top.py
+# reads them (per-function shares, callers).
 set -euo pipefail
 N=${BENCH_N:-200}
 
