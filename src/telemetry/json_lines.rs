@@ -191,18 +191,19 @@ impl fmt::Display for AsDisplay<'_> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-pub(super) mod tests {
+mod tests {
     use std::sync::{Arc, Mutex};
 
-    use serde_json::Value;
+    use serde_json::{Value, json};
     use tracing::field::Empty;
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
+    use crate::telemetry::Scope;
 
     /// Lines written by a layer, read back by the test.
     #[derive(Clone, Default)]
-    pub(in crate::telemetry) struct Captured(Arc<Mutex<Vec<u8>>>);
+    struct Captured(Arc<Mutex<Vec<u8>>>);
 
     impl std::io::Write for Captured {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -222,7 +223,7 @@ pub(super) mod tests {
     }
 
     impl Captured {
-        pub(in crate::telemetry) fn lines(&self) -> Vec<String> {
+        fn lines(&self) -> Vec<String> {
             let bytes = self.0.lock().unwrap();
             let text = std::str::from_utf8(&bytes).unwrap();
             text.lines().map(str::to_owned).collect()
@@ -324,5 +325,71 @@ pub(super) mod tests {
         let second: Value = serde_json::from_str(&lines[1]).unwrap();
         assert_eq!(second["message"], "small");
         assert!(second.get("big").is_none());
+    }
+
+    // Lines inside a request's scope with no span (JSON logs, tracing off).
+
+    fn capture(f: impl FnOnce()) -> Vec<Value> {
+        let out = Captured::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLines::new(out.clone()));
+        tracing::subscriber::with_default(subscriber, f);
+        parsed(&out.lines())
+    }
+
+    #[test]
+    fn a_line_in_a_tagged_scope_has_the_span_object_a_request_span_gives() {
+        let id = "r-\"1\" </script>";
+        let with_span = capture(|| {
+            let span = tracing::info_span!("request", request_id = %id, method = "POST", route = %"/api/v1/chat");
+            span.in_scope(|| tracing::warn!(attempt = 2u32, "upstream attempt"));
+        });
+        let with_tag = capture(|| {
+            Scope::tagged(id).in_scope(|| tracing::warn!(attempt = 2u32, "upstream attempt"));
+        });
+        assert_eq!(with_tag, with_span);
+        assert_eq!(with_tag[0]["span"]["request_id"], id);
+    }
+
+    #[test]
+    fn the_tag_is_on_lines_only_while_its_scope_runs_and_nested_scopes_restore_the_outer() {
+        let lines = capture(|| {
+            let outer = Scope::tagged("outer");
+            outer.in_scope(|| {
+                tracing::info!("first");
+                Scope::tagged("inner").in_scope(|| tracing::info!("nested"));
+                tracing::info!("after the nested scope");
+                // What a spawned task takes along.
+                Scope::current().in_scope(|| tracing::info!("carried"));
+            });
+            tracing::info!("outside");
+        });
+        let ids: Vec<_> = lines
+            .iter()
+            .map(|l| l["span"]["request_id"].clone())
+            .collect();
+        assert_eq!(
+            Value::from(ids),
+            json!(["outer", "inner", "outer", "outer", null])
+        );
+    }
+
+    #[tokio::test]
+    async fn a_future_in_a_scope_logs_with_its_tag_at_every_poll_and_leaves_none_behind() {
+        let out = Captured::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLines::new(out.clone()));
+        let _default = tracing::subscriber::set_default(subscriber);
+        Scope::tagged("polled")
+            .instrument(async {
+                tracing::info!("before the yield");
+                tokio::task::yield_now().await;
+                tracing::info!("after the yield");
+            })
+            .await;
+        tracing::info!("outside");
+        let ids: Vec<_> = parsed(&out.lines())
+            .iter()
+            .map(|l| l["span"]["request_id"].clone())
+            .collect();
+        assert_eq!(Value::from(ids), json!(["polled", "polled", null]));
     }
 }

@@ -21,8 +21,6 @@ use std::task::{Context, Poll};
 
 use tracing::Span;
 
-use super::json_lines::string;
-
 /// Whether requests get a real `tracing` span (set once, by `telemetry::init`).
 static SPANS: AtomicBool = AtomicBool::new(true);
 
@@ -42,12 +40,16 @@ pub struct RequestTag(Box<[u8]>);
 impl RequestTag {
     fn new(request_id: &str, method: &str, route: &str) -> Self {
         let mut json = Vec::with_capacity(64 + request_id.len() + route.len());
+        // JSON strings, escaped by serde_json (writing to a `Vec` cannot fail).
+        let string = |s: &str, json: &mut Vec<u8>| {
+            let _ = serde_json::to_writer(json, s);
+        };
         json.extend_from_slice(br#","span":{"name":"request","request_id":"#);
-        string(&mut json, request_id);
+        string(request_id, &mut json);
         json.extend_from_slice(br#","method":"#);
-        string(&mut json, method);
+        string(method, &mut json);
         json.extend_from_slice(br#","route":"#);
-        string(&mut json, route);
+        string(route, &mut json);
         json.push(b'}');
         Self(json.into_boxed_slice())
     }
@@ -117,6 +119,19 @@ impl Scope {
         }
     }
 
+    /// A request's tag without a span (what JSON logs with tracing off get).
+    #[cfg(test)]
+    pub(super) fn tagged(request_id: &str) -> Self {
+        Self {
+            span: Span::none(),
+            tag: Some(Arc::new(RequestTag::new(
+                request_id,
+                "POST",
+                "/api/v1/chat",
+            ))),
+        }
+    }
+
     pub fn span(&self) -> &Span {
         &self.span
     }
@@ -175,101 +190,5 @@ impl<F: Future> Future for InScope<F> {
         let this = self.project();
         let future = this.future;
         this.scope.in_scope(|| future.poll(cx))
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use serde_json::{Value, json};
-    use tracing_subscriber::layer::SubscriberExt;
-
-    use super::*;
-    use crate::telemetry::json_lines::{JsonLines, tests::Captured};
-
-    fn tag_only(request_id: &str) -> Scope {
-        Scope {
-            span: Span::none(),
-            tag: Some(Arc::new(RequestTag::new(
-                request_id,
-                "POST",
-                "/api/v1/chat",
-            ))),
-        }
-    }
-
-    fn logged(lines: &[String]) -> Vec<Value> {
-        lines
-            .iter()
-            .map(|line| {
-                let mut v: Value = serde_json::from_str(line).unwrap();
-                v.as_object_mut().unwrap().remove("timestamp");
-                v
-            })
-            .collect()
-    }
-
-    fn capture(f: impl FnOnce()) -> Vec<Value> {
-        let out = Captured::default();
-        let subscriber = tracing_subscriber::registry().with(JsonLines::new(out.clone()));
-        tracing::subscriber::with_default(subscriber, f);
-        logged(&out.lines())
-    }
-
-    #[test]
-    fn a_line_in_a_tagged_scope_has_the_span_object_a_request_span_gives() {
-        let id = "r-\"1\" </script>";
-        let with_span = capture(|| {
-            let span = tracing::info_span!("request", request_id = %id, method = "POST", route = %"/api/v1/chat");
-            span.in_scope(|| tracing::warn!(attempt = 2u32, "upstream attempt"));
-        });
-        let with_tag = capture(|| {
-            tag_only(id).in_scope(|| tracing::warn!(attempt = 2u32, "upstream attempt"));
-        });
-        assert_eq!(with_tag, with_span);
-        assert_eq!(with_tag[0]["span"]["request_id"], id);
-    }
-
-    #[test]
-    fn the_tag_is_on_lines_only_while_its_scope_runs_and_nested_scopes_restore_the_outer() {
-        let lines = capture(|| {
-            let outer = tag_only("outer");
-            outer.in_scope(|| {
-                tracing::info!("first");
-                tag_only("inner").in_scope(|| tracing::info!("nested"));
-                tracing::info!("after the nested scope");
-                // What a spawned task takes along.
-                Scope::current().in_scope(|| tracing::info!("carried"));
-            });
-            tracing::info!("outside");
-        });
-        let ids: Vec<_> = lines
-            .iter()
-            .map(|l| l["span"]["request_id"].clone())
-            .collect();
-        assert_eq!(
-            Value::from(ids),
-            json!(["outer", "inner", "outer", "outer", null])
-        );
-    }
-
-    #[tokio::test]
-    async fn a_future_in_a_scope_logs_with_its_tag_at_every_poll_and_leaves_none_behind() {
-        let out = Captured::default();
-        let subscriber = tracing_subscriber::registry().with(JsonLines::new(out.clone()));
-        let _default = tracing::subscriber::set_default(subscriber);
-        tag_only("polled")
-            .instrument(async {
-                tracing::info!("before the yield");
-                tokio::task::yield_now().await;
-                tracing::info!("after the yield");
-            })
-            .await;
-        tracing::info!("outside");
-        let ids: Vec<_> = logged(&out.lines())
-            .iter()
-            .map(|l| l["span"]["request_id"].clone())
-            .collect();
-        assert_eq!(Value::from(ids), json!(["polled", "polled", null]));
     }
 }
